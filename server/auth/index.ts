@@ -1,0 +1,2 @@
+export { publishKeyGuard, signPublishKey } from './publish-keys.js';
+export type { PublishKeyOptions } from './publish-keys.js';

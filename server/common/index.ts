@@ -1,0 +1,10 @@
+export { TypedEmitter, waitFor } from './emitter.js';
+export type { EventMap } from './emitter.js';
+export * from './errors.js';
+export { createLogger, rootLogger } from './logger.js';
+export type { Logger, LogFormat, LoggerOptions } from './logger.js';
+export { BoundedQueue } from './queue.js';
+export { SupervisedProcess, liveChildCount } from './process.js';
+export type { SupervisedProcessEvents, SupervisedProcessOptions } from './process.js';
+export { checkFfmpeg, REQUIRED_ENCODERS } from './ffmpeg.js';
+export type { FfmpegInfo } from './ffmpeg.js';
