@@ -21,6 +21,61 @@ export function assertStreamName(name: unknown): string {
 	return name;
 }
 
+export interface VideoRenditionEvents extends Record<string, unknown[]> {
+	videoConfig: [config: VideoConfig];
+	video: [frame: VideoFrame];
+	end: [];
+}
+
+/**
+ * Video derived from a publication's video, e.g. the bridge's transcoded
+ * output for streams WebRTC players cannot take as is. Other outputs (HLS)
+ * follow it so every path shows the same pictures.
+ */
+export class VideoRendition extends TypedEmitter<VideoRenditionEvents> {
+	#config: VideoConfig | null = null;
+	#ended = false;
+
+	constructor(logger: Logger) {
+		super();
+		this.setListenerErrorLogger(logger);
+	}
+
+	get config(): VideoConfig | null {
+		return this.#config;
+	}
+
+	get ended(): boolean {
+		return this.#ended;
+	}
+
+	setConfig(config: VideoConfig): void {
+		if (this.#ended) return;
+		if (this.#config && sameH264Config(this.#config, config)) return;
+		this.#config = config;
+		this.emit('videoConfig', config);
+	}
+
+	push(frame: VideoFrame): void {
+		if (this.#ended) return;
+		if (!this.#config) throw new InvalidState('rendition frame before its configuration');
+		this.emit('video', frame);
+	}
+
+	end(): void {
+		if (this.#ended) return;
+		this.#ended = true;
+		this.emit('end');
+		this.removeAllListeners();
+	}
+}
+
+/** How a publication's video reaches WebRTC viewers, and why (shown in the API). */
+export interface VideoPath {
+	mode: 'passthrough' | 'transcode';
+	reason: string;
+}
+
 export interface PublicationEvents extends Record<string, unknown[]> {
 	videoConfig: [config: VideoConfig];
 	audioConfig: [config: AudioConfig];
@@ -28,6 +83,8 @@ export interface PublicationEvents extends Record<string, unknown[]> {
 	audio: [frame: AudioFrame];
 	/** Free-form metadata from the publisher (RTMP onMetaData). */
 	metadata: [data: Record<string, unknown>];
+	/** The bridge decided the video path; `rendition` is set when transcoding. */
+	videoPath: [path: VideoPath, rendition: VideoRendition | null];
 	end: [reason: string];
 }
 
@@ -72,6 +129,8 @@ export class Publication extends TypedEmitter<PublicationEvents> {
 	#video: VideoConfig | null = null;
 	#audio: AudioConfig | null = null;
 	#metadata: Record<string, unknown> = {};
+	#videoPath: VideoPath | null = null;
+	#rendition: VideoRendition | null = null;
 	#ended = false;
 	#lastDts: number | null = null;
 	// Recent frame intervals, to measure the frame rate when the SPS has none.
@@ -100,6 +159,24 @@ export class Publication extends TypedEmitter<PublicationEvents> {
 
 	get metadata(): Readonly<Record<string, unknown>> {
 		return this.#metadata;
+	}
+
+	get videoPath(): VideoPath | null {
+		return this.#videoPath;
+	}
+
+	/** The transcoded video, when the video path is `transcode`. */
+	get rendition(): VideoRendition | null {
+		return this.#rendition;
+	}
+
+	/** Records the bridge's decision; a previous rendition is ended. */
+	setVideoPath(path: VideoPath, rendition: VideoRendition | null = null): void {
+		this.#assertLive();
+		if (this.#rendition && this.#rendition !== rendition) this.#rendition.end();
+		this.#videoPath = path;
+		this.#rendition = rendition;
+		this.emit('videoPath', path, rendition);
 	}
 
 	get hasBFrames(): boolean {
@@ -181,6 +258,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
 	end(reason: string): void {
 		if (this.#ended) return;
 		this.#ended = true;
+		this.#rendition?.end();
 		this.emit('end', reason);
 		this.removeAllListeners();
 	}

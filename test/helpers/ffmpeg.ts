@@ -22,6 +22,8 @@ export interface TestSourceOptions {
 	/** Real-time pacing (-re); default true. */
 	realtime?: boolean;
 	videoBitrateKbps?: number;
+	/** x264 preset; ultrafast by default, superfast for High (ultrafast drops every High tool, so x264 signals Main). */
+	preset?: string;
 }
 
 /**
@@ -43,7 +45,7 @@ export function testSourceArgs(o: TestSourceOptions = {}): string[] {
 		args.push('-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=${o.audioRate ?? 48000}${dur}`);
 	}
 	args.push(
-		'-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
+		'-c:v', 'libx264', '-preset', o.preset ?? (profile === 'high' ? 'superfast' : 'ultrafast'), '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
 		'-profile:v', profile, '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
 		'-bf', String(bframes), '-b:v', `${o.videoBitrateKbps ?? 800}k`,
 	);

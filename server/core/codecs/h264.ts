@@ -245,7 +245,7 @@ export function parseAvcC(buf: Buffer): AvcConfigRecord {
 	if (buf[0] !== 1) throw new BadRequest(`AVCDecoderConfigurationRecord version ${buf[0]} is not 1`);
 	const nalLengthSize = ((buf[4] ?? 0) & 0x03) + 1;
 	if (nalLengthSize === 3) throw new BadRequest('NAL length size 3 is invalid');
-	let off = 5;
+	let off = 6; // after the SPS count byte
 	const readList = (count: number): Buffer[] => {
 		const list: Buffer[] = [];
 		for (let i = 0; i < count; i++) {
