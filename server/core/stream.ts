@@ -276,10 +276,24 @@ export class Publication extends TypedEmitter<PublicationEvents> {
 
 export type ViewerPath = 'webrtc' | 'hls';
 
+/** One viewer as the core knows it: enough for admin, webhooks and metrics. */
+export interface ViewerInfo {
+	/** Unique among live viewers (e.g. the socket id, or an HLS client key). */
+	id: string;
+	path: ViewerPath;
+	remoteAddress: string;
+	/** Ends the viewer's session (admin "disconnect a viewer"); absent for HLS. */
+	disconnect?: (reason: string) => void;
+	/** Set by the stream. */
+	joinedAt?: number;
+}
+
 export interface StreamEvents extends Record<string, unknown[]> {
 	publish: [publication: Publication];
 	unpublish: [publication: Publication, reason: string];
 	viewers: [counts: Record<ViewerPath, number>];
+	viewerJoin: [viewer: Readonly<ViewerInfo>];
+	viewerLeave: [viewer: Readonly<ViewerInfo>];
 }
 
 /** The contract's stream description (GET /api/streams). */
@@ -303,6 +317,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
 	readonly createdAt = Date.now();
 	#publication: Publication | null = null;
 	readonly #viewers: Record<ViewerPath, number> = { webrtc: 0, hls: 0 };
+	readonly #viewerList = new Map<string, ViewerInfo>();
 	readonly #annotations = new Map<string, () => unknown>();
 	lastActivity = Date.now();
 
@@ -328,19 +343,32 @@ export class Stream extends TypedEmitter<StreamEvents> {
 		return this.#viewers.webrtc + this.#viewers.hls;
 	}
 
-	/** Counts a viewer; call the returned function (once) when it leaves. */
-	addViewer(path: ViewerPath): () => void {
+	/**
+	 * Counts a viewer; call the returned function (once) when it leaves. With
+	 * `info`, the viewer is also listed (admin API) and announced (webhooks).
+	 */
+	addViewer(path: ViewerPath, info?: Omit<ViewerInfo, 'path' | 'joinedAt'>): () => void {
 		this.#viewers[path]++;
 		this.lastActivity = Date.now();
+		const viewer: ViewerInfo | null = info ? { ...info, path, joinedAt: Date.now() } : null;
+		if (viewer) this.#viewerList.set(viewer.id, viewer);
 		this.emit('viewers', { ...this.#viewers });
+		if (viewer) this.emit('viewerJoin', viewer);
 		let released = false;
 		return () => {
 			if (released) return;
 			released = true;
 			this.#viewers[path]--;
 			this.lastActivity = Date.now();
+			if (viewer) this.#viewerList.delete(viewer.id);
 			this.emit('viewers', { ...this.#viewers });
+			if (viewer) this.emit('viewerLeave', viewer);
 		};
+	}
+
+	/** Viewers registered with details, for the admin API. */
+	viewerList(): Readonly<ViewerInfo>[] {
+		return [...this.#viewerList.values()];
 	}
 
 	/**
@@ -407,6 +435,8 @@ export interface StreamRegistryEvents extends Record<string, unknown[]> {
 	stream: [stream: Stream];
 	publish: [stream: Stream, publication: Publication];
 	unpublish: [stream: Stream, publication: Publication, reason: string];
+	viewerJoin: [stream: Stream, viewer: Readonly<ViewerInfo>];
+	viewerLeave: [stream: Stream, viewer: Readonly<ViewerInfo>];
 	/** A stream with no publisher and no viewers was forgotten. */
 	streamRemoved: [stream: Stream];
 }
@@ -475,8 +505,19 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
 		const stream = new Stream(name, this.#logger.child({ stream: name }));
 		this.#streams.set(name, stream);
 		stream.on('unpublish', (pub, reason) => this.emit('unpublish', stream, pub, reason));
+		stream.on('viewerJoin', (v) => this.emit('viewerJoin', stream, v));
+		stream.on('viewerLeave', (v) => this.emit('viewerLeave', stream, v));
 		this.emit('stream', stream);
 		return stream;
+	}
+
+	/** Finds a listed viewer by id across streams. */
+	findViewer(id: string): { stream: Stream; viewer: Readonly<ViewerInfo> } | undefined {
+		for (const stream of this.#streams.values()) {
+			const viewer = stream.viewerList().find((v) => v.id === id);
+			if (viewer) return { stream, viewer };
+		}
+		return undefined;
 	}
 
 	list(): Stream[] {
