@@ -11,7 +11,7 @@ type Listener<A extends unknown[]> = (...args: A) => void;
  * error is logged with the event name.
  */
 export class TypedEmitter<E extends EventMap> {
-	readonly #listeners = new Map<keyof E, Listener<never[]>[]>();
+	readonly #listeners = new Map<PropertyKey, Listener<never[]>[]>();
 	#errorLogger: Logger | undefined;
 
 	/** Sets the logger that listener errors go to (the root logger otherwise). */
