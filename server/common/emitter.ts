@@ -11,6 +11,8 @@ type Listener<A extends unknown[]> = (...args: A) => void;
  * error is logged with the event name.
  */
 export class TypedEmitter<E extends EventMap> {
+	/** Type-only: lets helpers such as waitFor() recover the event map. */
+	declare readonly __events?: E;
 	readonly #listeners = new Map<PropertyKey, Listener<never[]>[]>();
 	#errorLogger: Logger | undefined;
 
@@ -71,23 +73,27 @@ export class TypedEmitter<E extends EventMap> {
 }
 
 /** Resolves with the arguments of the next `event`, or rejects after `timeoutMs`. */
-export function waitFor<E extends EventMap, K extends keyof E>(
-	emitter: TypedEmitter<E>,
+export type EventsOf<T> = T extends { __events?: infer E } ? NonNullable<E> : never;
+
+export function waitFor<T extends TypedEmitter<EventMap>, K extends keyof EventsOf<T> & string>(
+	emitter: T,
 	event: K,
 	timeoutMs: number,
-	filter?: (...args: E[K]) => boolean,
-): Promise<E[K]> {
+	filter?: (...args: EventsOf<T>[K]) => boolean,
+): Promise<EventsOf<T>[K]> {
+	type A = EventsOf<T>[K];
+	const em = emitter as unknown as TypedEmitter<Record<K, A>>;
 	return new Promise((resolve, reject) => {
-		const listener = (...args: E[K]): void => {
+		const listener = (...args: A): void => {
 			if (filter && !filter(...args)) return;
 			clearTimeout(timer);
-			emitter.off(event, listener);
+			em.off(event, listener);
 			resolve(args);
 		};
 		const timer = setTimeout(() => {
-			emitter.off(event, listener);
-			reject(new Error(`timed out after ${timeoutMs} ms waiting for '${String(event)}'`));
+			em.off(event, listener);
+			reject(new Error(`timed out after ${timeoutMs} ms waiting for '${event}'`));
 		}, timeoutMs);
-		emitter.on(event, listener);
+		em.on(event, listener);
 	});
 }

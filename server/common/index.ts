@@ -1,5 +1,5 @@
 export { TypedEmitter, waitFor } from './emitter.js';
-export type { EventMap } from './emitter.js';
+export type { EventMap, EventsOf } from './emitter.js';
 export * from './errors.js';
 export { createLogger, rootLogger } from './logger.js';
 export type { Logger, LogFormat, LoggerOptions } from './logger.js';
