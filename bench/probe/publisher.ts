@@ -57,8 +57,9 @@ export class ProbePublisher {
 	private constructor(opts: ProbePublisherOptions) {
 		this.options = { ...PROBE_DEFAULTS, audio: true, ffmpegPath: 'ffmpeg', ...opts };
 		const o = this.options;
-		const args = ['-hide_banner', '-loglevel', 'error', ...probeEncoderArgs(o)];
-		if (o.audio) args.splice(2, 0, '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000');
+		const args = ['-hide_banner', '-loglevel', 'error'];
+		if (o.audio) args.push('-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000');
+		args.push(...probeEncoderArgs(o));
 		// With audio, the raw video becomes input 1 (the tone is input 0).
 		const v = o.audio ? '1:v' : '0:v';
 		const t = o.target;
