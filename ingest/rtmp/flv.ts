@@ -144,7 +144,9 @@ export class FlvDemuxer {
 
 	#codedFrame(dts: number, cts: number, keyframeFlag: boolean, payload: Buffer, receivedAt: number): FlvEvent {
 		if (!this.#video) throw new BadRequest('H.264 frame before the AVC sequence header');
-		const all = splitLengthPrefixed(payload, this.#nalLengthSize);
+		// Copy out of the chunk reassembly buffer (it is reused; listeners may keep
+		// frames) in one piece: one allocation per frame, NAL units are views of it.
+		const all = splitLengthPrefixed(Buffer.from(payload), this.#nalLengthSize);
 		// Access unit delimiters are dropped: each output format adds what it
 		// needs. In-band parameter sets stay; consumers may skip them.
 		const nalus = all.filter((n) => {
@@ -153,13 +155,12 @@ export class FlvDemuxer {
 		});
 		if (nalus.length === 0) return NONE;
 		const keyframe = keyframeFlag || nalus.some((n) => nalType(n) === NAL.IDR);
-		// Copy out of the chunk reassembly buffer: listeners may keep frames.
 		const frame: VideoFrame = {
 			kind: 'video',
 			dts,
 			pts: dts + cts,
 			keyframe,
-			nalus: nalus.map((n) => Buffer.from(n)),
+			nalus,
 			receivedAt,
 		};
 		return { type: 'video', frame };
