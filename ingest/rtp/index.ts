@@ -1,0 +1,16 @@
+export { DROP_REASONS, RtpIngest } from './ingest.js';
+export type { DropReason, RtpIngestEvents, RtpIngestOptions, RtpIngestTotals, RtpPublishOptions, RtpPublishRequest } from './ingest.js';
+export { RtpSession, DEFAULT_AUDIO_PAYLOAD_TYPE, DEFAULT_VIDEO_PAYLOAD_TYPE, OPUS_CLOCK_RATE, VIDEO_CLOCK_RATE } from './session.js';
+export type { RtpAnswer, RtpEndpoint, RtpIngestConfig, RtpSessionSummary, RtpTrackSummary, RtpSessionEvents, RtpSessionOptions, RtpSessionStats, TrackStats, VideoTrackStats } from './session.js';
+export { H264Depacketizer, parseSpropParameterSets } from './h264-depacketizer.js';
+export type { DepacketizedFrame, DepacketizerHandlers, DepacketizerOptions, DepacketizerStats } from './h264-depacketizer.js';
+export { ReorderBuffer } from './reorder.js';
+export type { ReorderHandlers, ReorderOptions, ReorderStats } from './reorder.js';
+export { MediaClock, SessionTimeline, TimestampUnwrapper, extendNear } from './timeline.js';
+export type { SyncEvent, SyncOutcome, TrackKind } from './timeline.js';
+export * from './rtp.js';
+export { buildSdp } from './sdp.js';
+export type { SdpMedia, SdpOptions } from './sdp.js';
+export { bindSocketPair } from './ports.js';
+export type { SocketPair } from './ports.js';
+export { reportRtpIngestMetrics } from './metrics.js';
