@@ -1,0 +1,23 @@
+// The ingest bridge: publications in, mediasoup producers (H.264 + Opus) out.
+export { Bridge, bridgeSettings } from './bridge.js';
+export type { BridgeEvents, BridgeOptions } from './bridge.js';
+export { BridgeSession, VIDEO_PAYLOAD_TYPE, AUDIO_PAYLOAD_TYPE } from './session.js';
+export type { AudioMode, BridgeMetrics, BridgeSessionStats, UpstreamKeyframeRequester, BridgeSettings, BridgeStreamInfo, MediaStats, VideoMode } from './session.js';
+export { decideVideoPath, negotiableProfileLevelId } from './policy.js';
+export type { VideoDecision, VideoEvidence } from './policy.js';
+export { H264Packetizer, depacketizeH264 } from './h264-packetizer.js';
+export type { ParameterSets } from './h264-packetizer.js';
+export { RtpSender, parseRtpHeader, maxRtpPayload, randomSsrc, RTP_HEADER_SIZE, IP_UDP_OVERHEAD } from './rtp.js';
+export type { RtpHeader, RtpSenderOptions, RtpSenderStats } from './rtp.js';
+export { buildSenderReport, buildPli, buildNack, parseRtcp, isRtcp, ntpFromUnixMs, unixMsFromNtp, RTCP } from './rtcp.js';
+export type { RtcpFeedback, SenderReportInfo, ParsedSenderReport } from './rtcp.js';
+export { MediaClock } from './clock.js';
+export { DelayStats, DELAY_BUCKETS_MS } from './stats.js';
+export type { DelaySnapshot } from './stats.js';
+export { VideoTranscoder, autoBitrateKbps, TRANSCODE_PROFILE_LEVEL_ID } from './video-transcoder.js';
+export type { TranscoderHooks, VideoTranscoderOptions, VideoTranscoderStats } from './video-transcoder.js';
+export { OpusTranscoder, OPUS_LOWDELAY_LOOKAHEAD } from './opus-transcoder.js';
+export type { OpusPacket, OpusTranscoderOptions, OpusTranscoderStats } from './opus-transcoder.js';
+export { opusPacketSamples } from './opus.js';
+export { FlvReader, flvHeader, flvTag, avcFrameTag, avcSequenceHeaderTag, aacFrameTag, aacSequenceHeaderTag } from './flv.js';
+export type { FlvTagEvent } from './flv.js';
