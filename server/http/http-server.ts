@@ -47,7 +47,7 @@ export class HttpServer extends TypedEmitter<HttpServerEvents> {
 			res.setHeader('Vary', 'Origin');
 			if (req.method === 'OPTIONS') {
 				res.setHeader('Access-Control-Allow-Methods', 'GET, POST, DELETE, OPTIONS');
-				res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+				res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, Range');
 				res.setHeader('Access-Control-Max-Age', '600');
 				res.status(204).end();
 				return;

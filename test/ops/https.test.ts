@@ -65,9 +65,15 @@ describe('HTTPS', () => {
 		expect(metrics.status).toBe(200);
 		expect(metrics.body).toMatch(/^subsecond_streams_live 0$/m);
 
-		// The player page (GET /) is a later issue: whatever answers, it answers over TLS.
+		// The player page and its script, over TLS (browsers need HTTPS for WebRTC off localhost).
 		const root = await get(`${url}/`, { ca });
-		expect([200, 404]).toContain(root.status);
+		expect(root.status).toBe(200);
+		expect(root.body).toContain('/assets/player.js');
+		const watch = await get(`${url}/watch/cam`, { ca });
+		expect(watch.status).toBe(200);
+		const script = await get(`${url}/assets/player.js`, { ca });
+		expect(script.status).toBe(200);
+		expect(script.body.length).toBeGreaterThan(10_000);
 	});
 
 	it('a client that does not trust the certificate is refused, and plain HTTP gets no answer', async () => {
