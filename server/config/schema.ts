@@ -42,6 +42,11 @@ export const rtmpSchema = z
 		handshakeTimeoutMs: ms.default(5_000),
 		/** A connection that sends nothing for this long is closed. */
 		idleTimeoutMs: ms.default(15_000),
+		/**
+		 * A connection must be publishing within this long of connecting (or of
+		 * unpublishing), so clients that never publish cannot hold connection slots.
+		 */
+		publishTimeoutMs: ms.default(10_000),
 		/** Largest RTMP message accepted, in bytes (a 4K keyframe fits in 8 MiB). */
 		maxMessageSize: positiveInt.max(64 * 1024 * 1024).default(8 * 1024 * 1024),
 		maxConnections: positiveInt.default(256),
@@ -189,6 +194,41 @@ export const hlsSchema = z
 	})
 	.prefault({});
 
+export const rtpIngestSchema = z
+	.strictObject({
+		/** Plain RTP ingest (POST /api/streams/NAME/rtp). */
+		enabled: z.boolean().default(true),
+		/** Address the per-session UDP ports bind to. */
+		listenIp: z.string().min(1).default('0.0.0.0'),
+		/** Address put in the answer and its SDP; null: the WebRTC announced address (rtc.announcedIp or this host's). */
+		announcedIp: z.string().min(1).nullable().default(null),
+		/** UDP ports for sessions: each media takes a port and the next (RTCP). 0 and 0: any free ports. */
+		portMin: port.default(0),
+		portMax: port.default(0),
+		/** A session that receives nothing this long after its POST ends. */
+		startTimeoutMs: ms.default(30_000),
+		/** A session whose sender goes quiet this long ends (sender stopped without DELETE). */
+		idleTimeoutMs: ms.default(10_000),
+		/** Longest a packet waits behind a gap for a late one; packets in order never wait. */
+		reorderWindowMs: z.number().int().min(0).max(500).default(10),
+		/** Most packets held behind a gap before the gap is declared lost. */
+		reorderMaxPackets: z.number().int().min(1).max(1024).default(32),
+		/** Largest UDP datagram accepted, bytes. */
+		maxPacketSize: z.number().int().min(256).max(65535).default(9000),
+		/** Largest H.264 access unit accepted, bytes. */
+		maxFrameSize: positiveInt.max(64 * 1024 * 1024).default(8 * 1024 * 1024),
+		/** Only accept the SSRCs we announce; otherwise the first SSRC that arrives on a port is taken. */
+		strictSsrc: z.boolean().default(false),
+		/** Audio/video mapping error (from sender reports) beyond which the timeline is corrected, ms. */
+		syncDriftMs: z.number().int().min(1).max(10_000).default(40),
+		/** Send RTCP receiver reports to senders that send RTCP. */
+		receiverReports: z.boolean().default(true),
+	})
+	.prefault({})
+	.refine((r) => (r.portMin === 0) === (r.portMax === 0) && r.portMin <= r.portMax && (r.portMax === 0 || r.portMax - r.portMin >= 3), {
+		message: 'portMin and portMax must both be 0, or a range of at least 4 ports',
+	});
+
 const webhookUrl = z.url().nullable().default(null);
 export const webhooksSchema = z
 	.strictObject({
@@ -200,6 +240,24 @@ export const webhooksSchema = z
 		viewerJoin: webhookUrl,
 		viewerLeave: webhookUrl,
 		timeoutMs: ms.default(3_000),
+		/**
+		 * Signs every call: `X-Subsecond-Signature: sha256=HEX` is the HMAC-SHA256 of
+		 * `TIMESTAMP.BODY` with this secret, TIMESTAMP being `X-Subsecond-Timestamp`.
+		 */
+		secret: secret.default(null),
+	})
+	.prefault({});
+
+export const metricsSchema = z
+	.strictObject({
+		/** Serve GET /metrics (Prometheus text format). */
+		enabled: z.boolean().default(true),
+		/** Require the admin token (`Authorization: Bearer`) to scrape /metrics; needs auth.adminToken. */
+		requireAdminToken: z.boolean().default(false),
+		/** Longest a scrape spends polling mediasoup stats; what is left is polled on the next scrape. */
+		sfuStatsBudgetMs: ms.max(10_000).default(250),
+		/** mediasoup stats polled less than this long ago are reused, so frequent scrapes stay cheap. */
+		sfuStatsMaxAgeMs: z.number().int().min(0).default(5_000),
 	})
 	.prefault({});
 
@@ -215,12 +273,14 @@ export const configSchema = z
 	.strictObject({
 		http: httpSchema,
 		rtmp: rtmpSchema,
+		rtpIngest: rtpIngestSchema,
 		rtc: rtcSchema,
 		auth: authSchema,
 		streams: streamsSchema,
 		signaling: signalingSchema,
 		hls: hlsSchema,
 		webhooks: webhooksSchema,
+		metrics: metricsSchema,
 		log: logSchema,
 		/** The ffmpeg binary (Debian 12's ffmpeg 5.1 has everything needed). */
 		ffmpegPath: z.string().min(1).default('ffmpeg'),
