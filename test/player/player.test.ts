@@ -19,7 +19,7 @@ interface PlayerState {
 }
 
 const playerState = (page: Page): Promise<PlayerState | undefined> =>
-	page.evaluate(() => (window as unknown as { subsecondPlayer?: PlayerState }).subsecondPlayer);
+	page.evaluate(() => (globalThis as unknown as { subsecondPlayer?: PlayerState }).subsecondPlayer);
 
 /** Waits until the page has presented `n` more frames than it had. */
 async function framesKeepComing(page: Page, n = 20, timeoutMs = 20_000): Promise<number> {
@@ -102,7 +102,7 @@ describe('web player in Chromium', () => {
 		const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
 		await page.addInitScript(() => {
 			// A browser without WebRTC, or one where an extension or policy removed it.
-			delete (window as unknown as { RTCPeerConnection?: unknown }).RTCPeerConnection;
+			delete (globalThis as unknown as { RTCPeerConnection?: unknown }).RTCPeerConnection;
 		});
 		await page.goto(`${baseUrl(server)}/watch/pw3`);
 		await framesKeepComing(page, 20, 30_000);
