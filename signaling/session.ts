@@ -412,6 +412,14 @@ export class ViewerSession {
 			if (state === 'connected') {
 				this.#clearConnectTimer(entry);
 				this.#log.debug({ transport: transport.id, tuple: transport.iceSelectedTuple }, 'transport connected');
+				// Clients resume before DTLS is done, and mediasoup drops the keyframe
+				// request of a consumer that is not active yet: ask again now, so a
+				// transcoded stream's first picture is an IDR made for this viewer.
+				for (const c of this.#consumers.values()) {
+					if (c.transportId === transport.id && c.consumer.kind === 'video' && !c.consumer.paused) {
+						c.consumer.requestKeyFrame().catch(() => undefined);
+					}
+				}
 			} else if (state === 'failed' || state === 'closed') {
 				this.#closeTransport(entry, `DTLS ${state}`);
 			}

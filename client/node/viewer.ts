@@ -106,6 +106,11 @@ export interface NodeViewerEvents extends Record<string, unknown[]> {
 	consumed: [consumers: ConsumerDescription[]];
 	/** A complete keyframe arrived. */
 	keyframe: [];
+	/**
+	 * Every media RTP packet as it arrives (emitted only while someone listens):
+	 * for tools that decode on their own, such as the latency probe.
+	 */
+	rtp: [packet: { kind: MediaKind; payload: Buffer; sequenceNumber: number; timestamp: number; marker: boolean; receivedAt: number }];
 	reconnecting: [reason: string];
 	error: [err: Error];
 	close: [];
@@ -382,6 +387,10 @@ export class NodeViewer extends Emitter<NodeViewerEvents> {
 			}
 		}
 		this.#decoder?.push(kind, rtp.payload, rtp.header.sequenceNumber, rtp.header.marker);
+		if (this.listenerCount('rtp') > 0) {
+			const h = rtp.header;
+			this.emit('rtp', { kind, payload: rtp.payload, sequenceNumber: h.sequenceNumber, timestamp: h.timestamp, marker: h.marker, receivedAt: now });
+		}
 	}
 
 	async #ensureTransport(): Promise<{ pc: RTCPeerConnection; transport: CreateTransportResult }> {
