@@ -3,14 +3,20 @@ import type { ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { Background, drawTimecode } from './timecode.js';
 
-/** Where the probe publishes. */
+export interface RtpDestination {
+	ip: string;
+	port: number;
+	payloadType: number;
+	ssrc: number;
+}
+
+/**
+ * Where the probe publishes. Plain RTP may go to several receivers at once:
+ * the same encoded packets, so servers compared side by side get the same feed.
+ */
 export type ProbeTarget =
 	| { kind: 'rtmp'; url: string }
-	| {
-			kind: 'rtp';
-			video: { ip: string; port: number; payloadType: number; ssrc: number };
-			audio?: { ip: string; port: number; payloadType: number; ssrc: number };
-	  };
+	| { kind: 'rtp'; outputs: { video: RtpDestination; audio?: RtpDestination }[] };
 
 export interface ProbePublisherOptions {
 	target: ProbeTarget;
@@ -49,6 +55,8 @@ export class ProbePublisher {
 	readonly #child: ChildProcess;
 	#frames = 0;
 	#skipped = 0;
+	/** Sequence numbers handed to the encoder (frames the probe did not skip), in order. */
+	readonly sentSeqs: number[] = [];
 	#timer: NodeJS.Timeout | null = null;
 	#closed = false;
 	#stderr = '';
@@ -68,13 +76,17 @@ export class ProbePublisher {
 			if (o.audio) args.push('-map', '0:a', '-c:a', 'aac', '-b:a', '96k', '-ar', '48000', '-ac', '2');
 			args.push('-flvflags', 'no_duration_filesize', '-f', 'flv', t.url);
 		} else {
-			args.push('-map', v, '-f', 'rtp', '-payload_type', String(t.video.payloadType), '-ssrc', String(t.video.ssrc));
-			args.push(`rtp://${t.video.ip}:${t.video.port}?pkt_size=1200`);
-			if (o.audio && t.audio) {
-				args.push('-map', '0:a', '-c:a', 'libopus', '-b:a', '96k', '-application', 'lowdelay', '-frame_duration', '20');
-				args.push('-f', 'rtp', '-payload_type', String(t.audio.payloadType), '-ssrc', String(t.audio.ssrc));
-				args.push(`rtp://${t.audio.ip}:${t.audio.port}`);
+			// One encode, fanned out by the tee muxer: one RTP muxer per stream and receiver.
+			const slaves: string[] = [];
+			const slave = (sel: 'v' | 'a', d: RtpDestination, query: string): string =>
+				`[select=${sel}:f=rtp:payload_type=${d.payloadType}:ssrc=${d.ssrc}]rtp://${d.ip}:${d.port}${query}`;
+			for (const out of t.outputs) {
+				slaves.push(slave('v', out.video, '?pkt_size=1200'));
+				if (o.audio && out.audio) slaves.push(slave('a', out.audio, ''));
 			}
+			args.push('-map', v);
+			if (o.audio) args.push('-map', '0:a', '-c:a', 'libopus', '-b:a', '96k', '-application', 'lowdelay', '-frame_duration', '20');
+			args.push('-f', 'tee', slaves.join('|'));
 		}
 		this.#child = spawn(o.ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
 		this.#child.stdin?.on('error', () => undefined);
@@ -128,6 +140,7 @@ export class ProbePublisher {
 				// A copy: the next frame is painted while this one is still queued.
 				stdin.write(Buffer.from(frame));
 				this.#frames++;
+				if (this.sentSeqs.length < 1_000_000) this.sentSeqs.push(n);
 			} else {
 				this.#skipped++;
 			}

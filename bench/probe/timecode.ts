@@ -3,10 +3,15 @@
 // blocks that survive H.264 compression at ordinary bitrates. Pure functions
 // with no Node or DOM imports, so the browser viewer bundles the same reader.
 
-/** Bits in the code: 48-bit time in ms, 24-bit frame number, 8-bit CRC. */
-export const TIME_BITS = 48;
+/**
+ * Bits in the code: the low 40 bits of the time in ms (35 years before they
+ * wrap; the reader restores the rest from its own clock), a 24-bit frame
+ * number, and a 16-bit CRC so a frame misread under compression is rejected
+ * rather than taken for a wrong time (an 8-bit CRC let one in 256 through).
+ */
+export const TIME_BITS = 40;
 export const SEQ_BITS = 24;
-export const CRC_BITS = 8;
+export const CRC_BITS = 16;
 export const CODE_BITS = TIME_BITS + SEQ_BITS + CRC_BITS;
 /** Blocks per row; the code takes two rows at the top of the frame. */
 export const BLOCKS_PER_ROW = 40;
@@ -39,14 +44,25 @@ export function layout(width: number, height: number): Layout {
 	};
 }
 
-/** CRC-8 (polynomial 0x07) over a bit array. */
-export function crc8(bits: readonly number[]): number {
-	let crc = 0;
+/** CRC-16/CCITT (polynomial 0x1021, initial 0xffff) over a bit array. */
+export function crc16(bits: readonly number[]): number {
+	let crc = 0xffff;
 	for (const bit of bits) {
-		const top = ((crc >> 7) & 1) ^ bit;
-		crc = ((crc << 1) & 0xff) ^ (top ? 0x07 : 0);
+		const top = ((crc >> 15) & 1) ^ bit;
+		crc = ((crc << 1) & 0xffff) ^ (top ? 0x1021 : 0);
 	}
 	return crc;
+}
+
+const TIME_MOD = 2 ** TIME_BITS;
+
+/** The full time nearest to `nowMs` whose low TIME_BITS bits are `lowMs`. */
+export function unwrapTime(lowMs: number, nowMs: number): number {
+	const base = nowMs - (nowMs % TIME_MOD);
+	let t = base + lowMs;
+	if (t - nowMs > TIME_MOD / 2) t -= TIME_MOD;
+	else if (nowMs - t > TIME_MOD / 2) t += TIME_MOD;
+	return t;
 }
 
 function toBits(value: number, n: number): number[] {
@@ -62,15 +78,16 @@ function fromBits(bits: readonly number[]): number {
 }
 
 export function encodeBits(code: Timecode): number[] {
-	const payload = [...toBits(Math.round(code.timeMs), TIME_BITS), ...toBits(code.seq % 2 ** SEQ_BITS, SEQ_BITS)];
-	return [...payload, ...toBits(crc8(payload), CRC_BITS)];
+	const payload = [...toBits(Math.round(code.timeMs) % TIME_MOD, TIME_BITS), ...toBits(code.seq % 2 ** SEQ_BITS, SEQ_BITS)];
+	return [...payload, ...toBits(crc16(payload), CRC_BITS)];
 }
 
-export function decodeBits(bits: readonly number[]): Timecode | null {
+/** Reads bits back; the time is restored relative to `nowMs` (the reader's clock). */
+export function decodeBits(bits: readonly number[], nowMs: number = Date.now()): Timecode | null {
 	if (bits.length !== CODE_BITS) return null;
 	const payload = bits.slice(0, TIME_BITS + SEQ_BITS);
-	if (crc8(payload) !== fromBits(bits.slice(TIME_BITS + SEQ_BITS))) return null;
-	return { timeMs: fromBits(bits.slice(0, TIME_BITS)), seq: fromBits(bits.slice(TIME_BITS, TIME_BITS + SEQ_BITS)) };
+	if (crc16(payload) !== fromBits(bits.slice(TIME_BITS + SEQ_BITS))) return null;
+	return { timeMs: unwrapTime(fromBits(bits.slice(0, TIME_BITS)), nowMs), seq: fromBits(bits.slice(TIME_BITS, TIME_BITS + SEQ_BITS)) };
 }
 
 /** Paints the code into the luma plane of a frame (stride = width). */
@@ -88,7 +105,12 @@ export function drawTimecode(luma: Uint8Array, width: number, height: number, co
  * Reads the code back from any picture, given a luma sampler: averages the
  * centre half of each block (edges smear under compression and scaling).
  */
-export function readTimecode(lumaAt: (x: number, y: number) => number, width: number, height: number): Timecode | null {
+export function readTimecode(
+	lumaAt: (x: number, y: number) => number,
+	width: number,
+	height: number,
+	nowMs: number = Date.now(),
+): Timecode | null {
 	const l = layout(width, height);
 	const bits: number[] = [];
 	const q = Math.max(1, Math.floor(l.block / 4));
@@ -105,12 +127,12 @@ export function readTimecode(lumaAt: (x: number, y: number) => number, width: nu
 		}
 		bits.push(sum / n > (BLACK + WHITE) / 2 ? 1 : 0);
 	}
-	return decodeBits(bits);
+	return decodeBits(bits, nowMs);
 }
 
 /** readTimecode over a plain luma plane. */
-export function readTimecodeFromLuma(luma: Uint8Array, width: number, height: number): Timecode | null {
-	return readTimecode((x, y) => luma[y * width + x] ?? 0, width, height);
+export function readTimecodeFromLuma(luma: Uint8Array, width: number, height: number, nowMs: number = Date.now()): Timecode | null {
+	return readTimecode((x, y) => luma[y * width + x] ?? 0, width, height, nowMs);
 }
 
 /**

@@ -20,11 +20,19 @@ describe('latency probe timecode', () => {
 		const code = { timeMs: 1_795_000_000_123, seq: 4242 };
 		const bits = encodeBits(code);
 		expect(bits.length).toBe(CODE_BITS);
-		expect(decodeBits(bits)).toEqual(code);
+		// The low 40 bits of the time travel; the reader's clock restores the rest.
+		expect(decodeBits(bits, code.timeMs + 250)).toEqual(code);
+		expect(decodeBits(bits, code.timeMs - 3_600_000)).toEqual(code);
 		for (let i = 0; i < bits.length; i++) {
 			const flipped = [...bits];
 			flipped[i] = flipped[i] ? 0 : 1;
-			expect(decodeBits(flipped)).toBeNull();
+			expect(decodeBits(flipped, code.timeMs)).toBeNull();
+			// Two flips as well: a 16-bit CRC catches every double error in 80 bits.
+			for (let j = i + 1; j < bits.length; j++) {
+				const twice = [...flipped];
+				twice[j] = twice[j] ? 0 : 1;
+				expect(decodeBits(twice, code.timeMs)).toBeNull();
+			}
 		}
 	});
 
@@ -47,7 +55,7 @@ describe('latency probe timecode', () => {
 		const gray = await run(['-f', 'h264', '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], h264);
 		expect(gray.length).toBe(ySize * frames);
 		for (let n = 0; n < frames; n++) {
-			const code = readTimecodeFromLuma(gray.subarray(n * ySize, (n + 1) * ySize), width, height);
+			const code = readTimecodeFromLuma(gray.subarray(n * ySize, (n + 1) * ySize), width, height, base);
 			expect(code).toEqual({ timeMs: base + n * 33, seq: n });
 		}
 	});

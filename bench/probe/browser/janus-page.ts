@@ -1,7 +1,7 @@
 // Runs in the browser: watches a Janus streaming mountpoint over Janus's HTTP
 // API (no janus.js needed) and reads the probe's timecode from its frames.
+import './globals.js';
 import { readFrames } from './reader.js';
-import type { ProbeResults } from './reader.js';
 
 interface JanusReply {
 	janus: string;
@@ -9,13 +9,6 @@ interface JanusReply {
 	jsep?: RTCSessionDescriptionInit;
 	plugindata?: { data?: Record<string, unknown> };
 	error?: { reason?: string };
-}
-
-declare global {
-	interface Window {
-		probe?: { results: ProbeResults | null; joinedAt: number; error: string | null };
-		startJanus?: (url: string, mountpoint: number) => Promise<void>;
-	}
 }
 
 async function post(url: string, body: Record<string, unknown>): Promise<JanusReply> {

@@ -1,26 +1,9 @@
 // Runs in the browser: reads the probe's timecode from every frame a <video>
 // presents and records how long after capture it reached the screen.
 import { layout, readTimecode } from '../timecode.js';
+import type { ProbeResults } from '../types.js';
 
-export interface FrameSample {
-	seq: number;
-	/** Presentation time minus capture time, ms. */
-	delayMs: number;
-	/** For WebRTC: last packet received minus capture time, ms (network and server part). */
-	receiveDelayMs: number | null;
-	/** Wall-clock time of presentation, ms since the epoch. */
-	presentedAt: number;
-}
-
-export interface ProbeResults {
-	samples: FrameSample[];
-	/** Presented frames whose code did not read (should be 0). */
-	unreadable: number;
-	/** Wall-clock ms of the first presented frame with a code, or null. */
-	firstFrameAt: number | null;
-	width: number;
-	height: number;
-}
+export type { FrameSample, ProbeResults } from '../types.js';
 
 type FrameMeta = { expectedDisplayTime: number; receiveTime?: number; width: number; height: number };
 type VideoWithRvfc = HTMLVideoElement & {

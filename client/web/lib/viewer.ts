@@ -32,6 +32,14 @@ export interface WatchOptions {
 	statsIntervalMs?: number;
 	/** socket.io path, if a reverse proxy moved it. */
 	path?: string;
+	/**
+	 * Jitter buffer target handed to the browser's receivers (RTCRtpReceiver
+	 * jitterBufferTarget, ms). Lower trades smoothness on bad networks for
+	 * delay; undefined leaves the browser's own choice.
+	 */
+	jitterBufferTargetMs?: number;
+	/** Also play the stream's audio (default true). */
+	audio?: boolean;
 }
 
 /** Receive statistics of one track, from the browser's inbound-rtp report. */
@@ -129,6 +137,18 @@ export class Viewer extends Emitter<ViewerEvents> {
 	#statsTimer: ReturnType<typeof setInterval> | null = null;
 	readonly #attached = new Set<HTMLMediaElement>();
 	#iceServers: RTCIceServer[] = [];
+	readonly #t0 = performance.now();
+	#deviceLoading: Promise<void> | null = null;
+	/**
+	 * Milestones of the first session in ms after watch() was called: where
+	 * time to first frame goes (socket, joined, transport, consumed,
+	 * mediaConnected, resumed).
+	 */
+	readonly timeline: Record<string, number> = {};
+
+	#mark(name: string): void {
+		this.timeline[name] ??= Math.round(performance.now() - this.#t0);
+	}
 
 	/** @internal use watch() */
 	constructor(opts: WatchOptions, device: Device) {
@@ -139,6 +159,10 @@ export class Viewer extends Emitter<ViewerEvents> {
 		const url = opts.server ?? globalThis.location.origin;
 		this.#socket = io(url, {
 			autoConnect: false,
+			// WebSocket straight away saves the long-polling handshake and upgrade
+			// on every join; polling remains the fallback where WebSocket is blocked.
+			transports: ['websocket', 'polling'],
+			tryAllTransports: true,
 			reconnectionDelay: 500,
 			reconnectionDelayMax: 5000,
 			timeout: opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
@@ -171,6 +195,7 @@ export class Viewer extends Emitter<ViewerEvents> {
 		const firstJoin = new Promise<void>((resolve, reject) => {
 			let first = true;
 			s.on('connect', () => {
+				this.#mark('socket');
 				const wasFirst = first;
 				first = false;
 				this.#join().then(
@@ -267,8 +292,12 @@ export class Viewer extends Emitter<ViewerEvents> {
 		const t = this.#opts.token;
 		const token = typeof t === 'function' ? await t() : t;
 		const res: JoinResult = await this.#request('join', { stream: this.stream, ...(token ? { token } : {}) });
-		if (!this.#device.loaded) {
-			await this.#device.load({ routerRtpCapabilities: res.routerRtpCapabilities as msc.RtpCapabilities });
+		this.#mark('joined');
+		if (!this.#device.loaded && !this.#deviceLoading) {
+			// Loading probes the browser's codecs (tens of ms): let createTransport's
+			// round trip run meanwhile instead of after it.
+			this.#deviceLoading = this.#device.load({ routerRtpCapabilities: res.routerRtpCapabilities as msc.RtpCapabilities });
+			this.#deviceLoading.catch(() => undefined);
 		}
 		this.#iceServers = res.iceServers;
 		if (res.live) {
@@ -312,6 +341,8 @@ export class Viewer extends Emitter<ViewerEvents> {
 	async #ensureTransport(): Promise<msc.Transport> {
 		if (this.#transport && !this.#transport.closed) return this.#transport;
 		const info: CreateTransportResult = await this.#request('createTransport', {});
+		this.#mark('transport');
+		if (this.#deviceLoading) await this.#deviceLoading;
 		const transport = this.#device.createRecvTransport({
 			id: info.id,
 			iceParameters: info.iceParameters,
@@ -326,6 +357,7 @@ export class Viewer extends Emitter<ViewerEvents> {
 			);
 		});
 		transport.on('connectionstatechange', (state) => {
+			if (state === 'connected') this.#mark('mediaConnected');
 			if (state === 'failed' && this.#transport === transport) {
 				// ICE found no way through: start over with a fresh transport.
 				this.#dropTransport();
@@ -344,8 +376,10 @@ export class Viewer extends Emitter<ViewerEvents> {
 			rtpCapabilities: this.#device.recvRtpCapabilities as RtpCapabilities,
 		});
 		// Together, so mediasoup-client negotiates them in one round.
+		const wanted = this.#opts.audio === false ? consumers.filter((d) => d.kind !== 'audio') : consumers;
+		const target = this.#opts.jitterBufferTargetMs;
 		const created = await Promise.all(
-			consumers.map((d) =>
+			wanted.map((d) =>
 				transport.consume({
 					id: d.id,
 					producerId: d.producerId,
@@ -353,6 +387,16 @@ export class Viewer extends Emitter<ViewerEvents> {
 					rtpParameters: d.rtpParameters as msc.RtpParameters,
 					// One stream id for audio and video, so the browser keeps them in sync.
 					streamId: this.stream,
+					...(target !== undefined
+						? {
+								onRtpReceiver: (r: RTCRtpReceiver): void => {
+									// Chrome 114+ and Safari have jitterBufferTarget; older Chrome, playoutDelayHint (s).
+									const rr = r as unknown as { jitterBufferTarget?: number | null; playoutDelayHint?: number };
+									if ('jitterBufferTarget' in r) rr.jitterBufferTarget = target;
+									else rr.playoutDelayHint = target / 1000;
+								},
+							}
+						: {}),
 				}),
 			),
 		);
@@ -364,7 +408,9 @@ export class Viewer extends Emitter<ViewerEvents> {
 			this.#consumers.set(c.id, c);
 			this.#replaceTrack(c.kind, c.track);
 		}
+		this.#mark('consumed');
 		await Promise.all(created.map((c) => this.#request('resume', { consumerId: c.id })));
+		this.#mark('resumed');
 	}
 
 	#replaceTrack(kind: MediaKind, track: MediaStreamTrack): void {

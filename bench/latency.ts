@@ -1,0 +1,543 @@
+/**
+ * Glass-to-glass latency and time to first frame, measured with the probe:
+ * frames carry their capture time in their pixels (bench/probe/timecode.ts),
+ * and viewers read it back from what they present. Only this machine's clock
+ * is trusted: publisher and viewers run here.
+ *
+ *   node --import tsx bench/latency.ts [--seconds 30] [--joins 6] [--skip-hls]
+ *
+ * Runs, each in this one process and on this one machine, so the ratios hold:
+ *  1. WebRTC, RTMP ingest, 720p30 with audio -> Chromium (the viewer library).
+ *  2. The same stream -> the werift Node viewer, decoded by ffmpeg.
+ *  3. One plain-RTP feed (H.264 + Opus, encoded once, sent three ways at
+ *     once), watched in Chromium through each in turn: our plain RTP ingest,
+ *     a bare mediasoup forward (the same feed produced straight onto a
+ *     PlainTransport of our server: the floor our ingest and bridge add to),
+ *     and Janus 1.1.2's streaming plugin (the side-by-side WebRTC anchor).
+ *  4. Time to first frame (join -> first presented frame) in Chromium for a
+ *     1 s and a 4 s GOP, several joins each.
+ *  5. HLS and LL-HLS beside nginx-rtmp: bench/hls-latency.ts, in a child.
+ * Writes bench/results/latency.json, latency.md and latency.png.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { loadConfig } from '../server/config/load.js';
+import { Server } from '../server/server.js';
+import { JanusAnchor } from './anchors/janus.js';
+import { bundle, launchChromium, servePage } from './probe/chromium.js';
+import type { Browser, Page } from './probe/chromium.js';
+import { NodeProbeViewer } from './probe/node-viewer.js';
+import { PROBE_DEFAULTS, ProbePublisher } from './probe/publisher.js';
+import type { ProbeTarget } from './probe/publisher.js';
+import { framesLost, round, summarize } from './probe/stats.js';
+import type { Summary } from './probe/stats.js';
+import type { ProbeResults } from './probe/types.js';
+
+const args = process.argv.slice(2);
+const arg = (name: string, dflt: number): number => {
+	const i = args.indexOf(`--${name}`);
+	return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const SECONDS = arg('seconds', 30);
+const WARMUP_S = 4;
+const JOINS = arg('joins', 6);
+const SKIP_HLS = args.includes('--skip-hls');
+const RESULTS = path.join(import.meta.dirname, 'results');
+
+export interface LatencyRow {
+	name: string;
+	ingest: 'rtmp' | 'rtp' | 'janus' | 'bare';
+	viewer: 'chromium' | 'node';
+	audio: boolean;
+	g2g: Summary;
+	/** Capture -> last packet received (browser only): encode, ingest, server, network. */
+	receive: Summary | null;
+	framesShown: number;
+	lost: number;
+	lostOf: number;
+	unreadable: number;
+	ttffMs: number | null;
+}
+
+/** The page globals of bench/probe/browser/globals.ts, seen from Node. */
+interface ProbeWindow {
+	probe?: { results: ProbeResults | null; joinedAt: number; error: string | null; timeline?: Record<string, number> };
+	startOurs?: (server: string, stream: string) => Promise<void>;
+	startJanus?: (url: string, mountpoint: number) => Promise<void>;
+}
+
+interface ProbeRead {
+	results: ProbeResults | null;
+	joinedAt: number;
+	error: string | null;
+	timeline?: Record<string, number>;
+}
+
+interface PageRun {
+	page: Page;
+	read(): Promise<ProbeRead>;
+}
+
+const wallNow = (): number => performance.timeOrigin + performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function log(msg: string): void {
+	console.error(`[latency] ${msg}`);
+}
+
+async function startServer(): Promise<{ server: Server; url: string; hlsDir: string }> {
+	const hlsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'subsecond-bench-hls-'));
+	const config = loadConfig({
+		env: {},
+		file: null,
+		overrides: {
+			http: { host: '127.0.0.1', port: 0 },
+			rtmp: { host: '127.0.0.1', port: 0 },
+			rtc: { port: 0, listenIp: '127.0.0.1', announcedIp: '127.0.0.1' },
+			hls: { dir: hlsDir },
+			log: { level: 'silent' },
+		},
+	});
+	const server = await Server.create(config, { logger: pino({ level: 'silent' }) });
+	return { server, url: `http://127.0.0.1:${server.http.port}`, hlsDir };
+}
+
+async function waitLive(url: string, stream: string, timeoutMs = 20_000): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	while (Date.now() < deadline) {
+		const res = await fetch(`${url}/api/streams/${stream}`).catch(() => null);
+		if (res?.ok) {
+			const info = (await res.json()) as { video: unknown; webrtc?: { ready?: boolean } };
+			if (info.video && info.webrtc?.ready !== false) return;
+		}
+		await sleep(100);
+	}
+	throw new Error(`stream ${stream} did not go live`);
+}
+
+/** The viewer library's options the probe page passes on (see ours-page.ts). */
+interface ViewerOptions {
+	audio?: boolean;
+	jitterBufferTargetMs?: number;
+}
+
+async function openOurs(browser: Browser, pageUrl: string, server: string, stream: string, opts: ViewerOptions = {}): Promise<PageRun> {
+	const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+	await page.goto(pageUrl);
+	await page.evaluate(
+		([s, n, o]) => {
+			(globalThis as unknown as { probeOptions?: ViewerOptions }).probeOptions = o;
+			void (globalThis as unknown as ProbeWindow).startOurs?.(s, n);
+		},
+		[server, stream, opts] as const,
+	);
+	return { page, read: () => readProbe(page) };
+}
+
+async function openJanus(browser: Browser, pageUrl: string, janus: JanusAnchor): Promise<PageRun> {
+	const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+	await page.goto(pageUrl);
+	await page.evaluate(([u, id]) => void (globalThis as unknown as ProbeWindow).startJanus?.(u, id), [janus.httpUrl, janus.mountpointId] as const);
+	return { page, read: () => readProbe(page) };
+}
+
+function readProbe(page: Page): Promise<ProbeRead> {
+	return page.evaluate(() => {
+		const p = (globalThis as unknown as ProbeWindow).probe;
+		return { results: p?.results ?? null, joinedAt: p?.joinedAt ?? 0, error: p?.error ?? null, ...(p?.timeline ? { timeline: { ...p.timeline } } : {}) };
+	});
+}
+
+function row(
+	name: string,
+	ingest: LatencyRow['ingest'],
+	viewer: LatencyRow['viewer'],
+	audio: boolean,
+	r: ProbeRead,
+	sent: readonly number[],
+	since: number,
+): LatencyRow {
+	if (r.error) throw new Error(`${name}: ${r.error}`);
+	const all = r.results?.samples ?? [];
+	const samples = all.filter((s) => s.presentedAt >= since);
+	const { lost, of } = framesLost(sent, samples.map((s) => s.seq));
+	const receive = samples.map((s) => s.receiveDelayMs).filter((v): v is number => v !== null);
+	return {
+		name,
+		ingest,
+		viewer,
+		audio,
+		g2g: summarize(samples.map((s) => s.delayMs)),
+		receive: receive.length ? summarize(receive) : null,
+		framesShown: samples.length,
+		lost,
+		lostOf: of,
+		unreadable: r.results?.unreadable ?? 0,
+		ttffMs: r.results?.firstFrameAt ? r.results.firstFrameAt - r.joinedAt : null,
+	};
+}
+
+/** 1 + 2: RTMP ingest, Chromium then the Node viewer. */
+async function rtmpRuns(browser: Browser, oursPage: string): Promise<LatencyRow[]> {
+	const { server, url, hlsDir } = await startServer();
+	const stream = 'probe-rtmp';
+	const pub = ProbePublisher.create({ target: { kind: 'rtmp', url: `rtmp://127.0.0.1:${server.rtmp!.port}/live/${stream}` } });
+	const rows: LatencyRow[] = [];
+	try {
+		await waitLive(url, stream);
+		log(`RTMP ingest -> Chromium, ${SECONDS} s`);
+		const run = await openOurs(browser, oursPage, url, stream);
+		await sleep(WARMUP_S * 1000);
+		const since = wallNow();
+		await sleep(SECONDS * 1000);
+		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', true, await run.read(), pub.sentSeqs, since));
+		await run.page.close();
+
+		// The same stream with the viewer taking only the video: how much of the
+		// delay above is the browser holding video back to keep lip sync with audio.
+		log(`RTMP ingest -> Chromium, video only, ${SECONDS} s`);
+		const videoOnly = await openOurs(browser, oursPage, url, stream, { audio: false });
+		await sleep(WARMUP_S * 1000);
+		const voSince = wallNow();
+		await sleep(SECONDS * 1000);
+		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', false, await videoOnly.read(), pub.sentSeqs, voSince));
+		await videoOnly.page.close();
+
+		log(`RTMP ingest -> Node viewer (werift + ffmpeg), ${Math.round(SECONDS / 2)} s`);
+		const node = await NodeProbeViewer.create({ server: url, stream, width: PROBE_DEFAULTS.width, height: PROBE_DEFAULTS.height });
+		await sleep(WARMUP_S * 1000);
+		const nodeSince = wallNow();
+		await sleep((SECONDS / 2) * 1000);
+		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'node', true, { results: node.results, joinedAt: node.joinedAt, error: null }, pub.sentSeqs, nodeSince));
+		await node.close();
+	} finally {
+		await pub.close();
+		await server.close();
+		fs.rmSync(hlsDir, { recursive: true, force: true });
+	}
+	return rows;
+}
+
+/** A bare mediasoup forward: the RTP produced straight onto a PlainTransport of the server. */
+async function bareProducer(server: Server, stream: string): Promise<{ videoPort: number; audioPort: number; close: () => void }> {
+	const origin = await server.routers.origin(stream);
+	const vt = await origin.router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
+	const at = await origin.router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
+	const video = await vt.produce({
+		kind: 'video',
+		rtpParameters: {
+			codecs: [
+				{
+					mimeType: 'video/H264',
+					payloadType: 96,
+					clockRate: 90000,
+					parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 },
+					rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }],
+				},
+			],
+			encodings: [{ ssrc: 3001 }],
+		},
+	});
+	const audio = await at.produce({
+		kind: 'audio',
+		rtpParameters: {
+			codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }],
+			encodings: [{ ssrc: 3002 }],
+		},
+	});
+	// The stream has to be live in the core for viewers to be told so.
+	const pub = server.registry.publish(stream, { protocol: 'rtp', remoteAddress: '127.0.0.1', kick: () => undefined });
+	await server.routers.setProducers(stream, [video, audio]);
+	return {
+		videoPort: vt.tuple.localPort,
+		audioPort: at.tuple.localPort,
+		close: () => {
+			pub.end('bench done');
+			vt.close();
+			at.close();
+		},
+	};
+}
+
+/** 3: one RTP feed to our RTP ingest, a bare mediasoup forward and Janus, each watched in turn. */
+async function rtpRuns(browser: Browser, oursPage: string, janusPage: string, RTP_AUDIO: boolean): Promise<LatencyRow[]> {
+	const { server, url, hlsDir } = await startServer();
+	const janus = JanusAnchor.available() ? await JanusAnchor.create() : null;
+	const stream = 'probe-rtp';
+	const bareStream = 'probe-bare';
+	const answer = (await (await fetch(`${url}/api/streams/${stream}/rtp`, { method: 'POST' })).json()) as {
+		video: { ip: string; port: number; payloadType: number; ssrc: number };
+		audio: { ip: string; port: number; payloadType: number; ssrc: number };
+	};
+	const bare = await bareProducer(server, bareStream);
+	const outputs: Extract<ProbeTarget, { kind: 'rtp' }>['outputs'] = [
+		{ video: answer.video, audio: answer.audio },
+		{ video: { ip: '127.0.0.1', port: bare.videoPort, payloadType: 96, ssrc: 3001 }, audio: { ip: '127.0.0.1', port: bare.audioPort, payloadType: 111, ssrc: 3002 } },
+	];
+	if (janus) {
+		outputs.push({
+			video: { ip: '127.0.0.1', port: janus.videoPort, payloadType: 96, ssrc: 4001 },
+			audio: { ip: '127.0.0.1', port: janus.audioPort, payloadType: 111, ssrc: 4002 },
+		});
+	}
+	const pub = ProbePublisher.create({ target: { kind: 'rtp', outputs }, audio: RTP_AUDIO });
+	const rows: LatencyRow[] = [];
+	try {
+		await waitLive(url, stream);
+		// One viewer at a time: three 720p30 decodes at once overload a 2-core
+		// machine's Chromium, and the figures would measure that instead.
+		const targets: [string, LatencyRow['ingest'], () => Promise<PageRun>][] = [
+			['subsecond, plain RTP ingest', 'rtp', () => openOurs(browser, oursPage, url, stream)],
+			['bare mediasoup forward (floor)', 'bare', () => openOurs(browser, oursPage, url, bareStream)],
+		];
+		if (janus) targets.push(['Janus 1.1.2 streaming plugin', 'janus', () => openJanus(browser, janusPage, janus)]);
+		for (const [name, ingest, open] of targets) {
+			log(`plain RTP feed (${RTP_AUDIO ? 'with audio' : 'video only'}) -> ${name} -> Chromium, ${SECONDS} s`);
+			const run = await open();
+			await sleep(WARMUP_S * 1000);
+			const since = wallNow();
+			await sleep(SECONDS * 1000);
+			rows.push(row(name, ingest, 'chromium', RTP_AUDIO, await run.read(), pub.sentSeqs, since));
+			await run.page.close();
+		}
+	} finally {
+		await pub.close();
+		bare.close();
+		await janus?.close();
+		await server.close();
+		fs.rmSync(hlsDir, { recursive: true, force: true });
+	}
+	return rows;
+}
+
+export interface TtffResult {
+	gopSeconds: number;
+	joins: number[];
+	summary: Summary;
+	/** Median of each milestone across joins (ms after watch()), ending with the first frame. */
+	milestones: Record<string, number>;
+}
+
+/** 4: join -> first presented frame in Chromium, RTMP ingest, for a 1 s and a 4 s GOP. */
+async function ttffRuns(browser: Browser, oursPage: string): Promise<TtffResult[]> {
+	const out: TtffResult[] = [];
+	for (const gopSeconds of [1, 4]) {
+		const { server, url, hlsDir } = await startServer();
+		const stream = `probe-gop${gopSeconds}`;
+		const pub = ProbePublisher.create({
+			gopSeconds,
+			target: { kind: 'rtmp', url: `rtmp://127.0.0.1:${server.rtmp!.port}/live/${stream}` },
+		});
+		const joins: number[] = [];
+		const timelines: Record<string, number>[] = [];
+		try {
+			await waitLive(url, stream);
+			await sleep(1500);
+			log(`time to first frame, ${gopSeconds} s GOP, ${JOINS} joins`);
+			for (let i = 0; i < JOINS; i++) {
+				const run = await openOurs(browser, oursPage, url, stream);
+				const deadline = Date.now() + 15_000;
+				let ttff: number | null = null;
+				while (Date.now() < deadline && ttff === null) {
+					const r = await run.read();
+					if (r.error) throw new Error(`join ${i}: ${r.error}`);
+					if (r.results?.firstFrameAt) {
+						ttff = r.results.firstFrameAt - r.joinedAt;
+						timelines.push({ ...(r.timeline ?? {}), firstFrame: Math.round(ttff) });
+					} else await sleep(20);
+				}
+				await run.page.close();
+				if (ttff !== null) joins.push(ttff);
+				// Spread the joins over the GOP: the wait for a keyframe depends on where in it a join lands.
+				await sleep(((i * 0.37) % 1) * gopSeconds * 1000 + 300);
+			}
+		} finally {
+			await pub.close();
+			await server.close();
+			fs.rmSync(hlsDir, { recursive: true, force: true });
+		}
+		const milestones: Record<string, number> = {};
+		for (const key of ['socket', 'joined', 'transport', 'consumed', 'resumed', 'mediaConnected', 'firstFrame']) {
+			const values = timelines.map((t) => t[key]).filter((v): v is number => v !== undefined);
+			if (values.length) milestones[key] = summarize(values).p50;
+		}
+		out.push({ gopSeconds, joins, summary: summarize(joins), milestones });
+	}
+	return out;
+}
+
+interface HlsRow {
+	path: string;
+	frameP50: number;
+	frameP95: number;
+	playerP50: number;
+	playerP95: number;
+	holdBackMs: number;
+}
+
+/** 5: the HLS benchmark, in a child process, shortened. */
+async function hlsRuns(): Promise<{ rows: HlsRow[]; hlsjs: { p50: number; p95: number; samples: number } | null } | null> {
+	log('HLS and LL-HLS beside nginx-rtmp (bench/hls-latency.ts)');
+	const code = await new Promise<number | null>((resolve) => {
+		const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'hls-latency.ts')], {
+			stdio: ['ignore', 'ignore', 'inherit'],
+			env: { ...process.env, BENCH_SECONDS: String(Math.max(20, SECONDS)) },
+		});
+		child.once('exit', resolve);
+	});
+	if (code !== 0) {
+		log(`hls-latency exited with ${code}; HLS rows left out`);
+		return null;
+	}
+	const data = JSON.parse(fs.readFileSync(path.join(RESULTS, 'hls-latency.json'), 'utf8')) as {
+		rows: HlsRow[];
+		hlsjs: { p50: number; p95: number; samples: number } | null;
+	};
+	return data;
+}
+
+const f = (v: number | null | undefined, d = 0): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
+
+function markdown(rows: LatencyRow[], ttff: TtffResult[], hls: Awaited<ReturnType<typeof hlsRuns>>, meta: Record<string, unknown>): string {
+	const lines: string[] = [];
+	lines.push(`Measured ${String(meta.date)} on ${String(meta.cpus)} cores (load average before: ${String(meta.loadBefore)}), ` +
+		`720p30 H.264 (libx264 veryfast zerolatency, ${PROBE_DEFAULTS.bitrateKbps} kbit/s, 1 s GOP) with audio, ${SECONDS} s per run.`);
+	lines.push('');
+	lines.push('**WebRTC glass to glass** (capture → presented frame, ms; "receive" is capture → last packet of the frame in the browser):');
+	lines.push('');
+	lines.push('| path | viewer | viewer plays audio | p50 | p95 | p99 | min | receive p50 | frames shown | lost | time to first frame |');
+	lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+	for (const r of rows) {
+		lines.push(
+			`| ${r.name} | ${r.viewer === 'chromium' ? 'Chromium' : 'Node (werift + ffmpeg)'} | ${r.audio ? 'yes' : 'no'} | ${f(r.g2g.p50)} | ${f(r.g2g.p95)} | ${f(r.g2g.p99)} | ${f(r.g2g.min)} | ${f(r.receive?.p50)} | ${r.framesShown} | ${r.lost}/${r.lostOf} | ${f(r.ttffMs)} |`,
+		);
+	}
+	for (const audio of [false, true]) {
+		const janus = rows.find((r) => r.ingest === 'janus' && r.audio === audio);
+		const rtp = rows.find((r) => r.ingest === 'rtp' && r.audio === audio);
+		const bare = rows.find((r) => r.ingest === 'bare' && r.audio === audio);
+		if (!janus || !rtp) continue;
+		lines.push('');
+		lines.push(`Same RTP feed (${audio ? 'with audio' : 'video only'}): our plain RTP ingest's p50 is ${f(rtp.g2g.p50 / janus.g2g.p50, 2)}× Janus's and its p95 ${f(rtp.g2g.p95 / janus.g2g.p95, 2)}×.` +
+			(bare ? ` Against the bare mediasoup forward of the same packets, our ingest and bridge add ${f(rtp.g2g.p50 - bare.g2g.p50, 1)} ms at p50.` : ''));
+	}
+	lines.push('');
+	lines.push('**Time to first frame** (Chromium, RTMP ingest, `watch()` called → first frame presented, ms):');
+	lines.push('');
+	lines.push('| GOP | joins | p50 | min | max | mean |');
+	lines.push('|---|---:|---:|---:|---:|---:|');
+	for (const t of ttff) lines.push(`| ${t.gopSeconds} s | ${t.joins.length} | ${f(t.summary.p50)} | ${f(t.summary.min)} | ${f(t.summary.max)} | ${f(t.summary.mean)} |`);
+	const first = ttff[0];
+	if (first) {
+		lines.push('');
+		lines.push(`Where the time goes (${first.gopSeconds} s GOP, median ms after \`watch()\`): ` +
+			Object.entries(first.milestones).map(([k, v]) => `${k} ${f(v)}`).join(' → ') +
+			'. After the media connection, a passthrough stream waits for its next keyframe: RTMP cannot ask the encoder for one, so on average half a GOP.');
+	}
+	if (hls) {
+		lines.push('');
+		lines.push('**HLS** (publish → part/segment downloadable, and what a standard player shows with its live-edge hold-back, ms):');
+		lines.push('');
+		lines.push('| path | frame p50 | frame p95 | hold-back | player p50 | player p95 |');
+		lines.push('|---|---:|---:|---:|---:|---:|');
+		for (const r of hls.rows) lines.push(`| ${r.path} | ${f(r.frameP50)} | ${f(r.frameP95)} | ${f(r.holdBackMs)} | ${f(r.playerP50)} | ${f(r.playerP95)} |`);
+		if (hls.hlsjs) lines.push(`\nhls.js in Chromium playing our LL-HLS: ${f(hls.hlsjs.p50)} ms behind the encoder at p50, ${f(hls.hlsjs.p95)} at p95 (${hls.hlsjs.samples} samples).`);
+	}
+	return `${lines.join('\n')}\n`;
+}
+
+/** A bar chart of p50/p95/p99 per path, drawn as SVG and photographed by Chromium. */
+async function chart(browser: Browser, rows: LatencyRow[], file: string): Promise<void> {
+	const W = 1000;
+	const barH = 22;
+	const gap = 14;
+	const left = 400;
+	const max = Math.max(200, ...rows.map((r) => (Number.isFinite(r.g2g.p99) ? r.g2g.p99 : 0))) * 1.25;
+	const x = (v: number): number => left + ((W - left - 30) * v) / max;
+	const H = 60 + rows.length * (barH + gap) + 40;
+	let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="13">`;
+	svg += `<rect width="${W}" height="${H}" fill="white"/><text x="20" y="28" font-size="16" font-weight="600">WebRTC glass to glass, 720p30, ms</text>`;
+	const legend: [string, string][] = [['p50', '#2f6fd6'], ['p95', '#7ea6e8'], ['p99', '#c8d6f0']];
+	legend.forEach(([name, color], i) => {
+		svg += `<rect x="${W - 230 + i * 70}" y="16" width="14" height="14" fill="${color}"/><text x="${W - 212 + i * 70}" y="28">${name}</text>`;
+	});
+	rows.forEach((r, i) => {
+		const y = 50 + i * (barH + gap);
+		const label = `${r.name} → ${r.viewer === 'chromium' ? 'Chromium' : 'Node'}${r.audio ? '' : ' (video only)'}`;
+		svg += `<text x="${left - 8}" y="${y + 16}" text-anchor="end">${label}</text>`;
+		const parts: [number, string][] = [
+			[r.g2g.p99, '#c8d6f0'],
+			[r.g2g.p95, '#7ea6e8'],
+			[r.g2g.p50, '#2f6fd6'],
+		];
+		for (const [v, color] of parts) if (Number.isFinite(v)) svg += `<rect x="${left}" y="${y}" width="${x(v) - left}" height="${barH}" fill="${color}"/>`;
+		svg += `<text x="${x(Number.isFinite(r.g2g.p99) ? r.g2g.p99 : 0) + 6}" y="${y + 16}">${f(r.g2g.p50)} / ${f(r.g2g.p95)} / ${f(r.g2g.p99)}</text>`;
+	});
+	for (const tick of [0, 100, 200, 300, 400, 500, 750, 1000].filter((t) => t <= max)) {
+		svg += `<line x1="${x(tick)}" x2="${x(tick)}" y1="44" y2="${H - 30}" stroke="#ddd"/><text x="${x(tick)}" y="${H - 14}" text-anchor="middle" fill="#666">${tick}</text>`;
+	}
+	svg += '</svg>';
+	const page = await browser.newPage({ viewport: { width: W, height: H } });
+	await page.setContent(`<html><body style="margin:0">${svg}</body></html>`);
+	await page.screenshot({ path: file });
+	await page.close();
+}
+
+async function main(): Promise<void> {
+	const started = Date.now();
+	fs.mkdirSync(RESULTS, { recursive: true });
+	if (args.includes('--chart-only')) {
+		// Redraw the chart from the last results without measuring again.
+		const last = JSON.parse(fs.readFileSync(path.join(RESULTS, 'latency.json'), 'utf8')) as { webrtc: LatencyRow[] };
+		const b = await launchChromium();
+		await chart(b, last.webrtc, path.join(RESULTS, 'latency.png'));
+		await b.close();
+		return;
+	}
+	const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+	const oursPage = await servePage(await bundle(path.join(import.meta.dirname, 'probe/browser/ours-page.ts')));
+	const janusPage = await servePage(await bundle(path.join(import.meta.dirname, 'probe/browser/janus-page.ts')));
+	const browser = await launchChromium();
+	const rows: LatencyRow[] = [];
+	let ttff: TtffResult[] = [];
+	let hls: Awaited<ReturnType<typeof hlsRuns>> = null;
+	try {
+		if (!args.includes('--only-rtp')) rows.push(...(await rtmpRuns(browser, oursPage.url)));
+		rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, false)));
+		if (!args.includes('--rtp-video-only')) rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, true)));
+		if (!args.includes('--only-rtp')) ttff = await ttffRuns(browser, oursPage.url);
+		if (!SKIP_HLS) hls = await hlsRuns();
+		const meta = {
+			date: new Date().toISOString(),
+			cpus: os.cpus().length,
+			loadBefore,
+			loadAfter: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+			seconds: SECONDS,
+			probe: PROBE_DEFAULTS,
+			durationS: Math.round((Date.now() - started) / 1000),
+			node: process.version,
+		};
+		const md = markdown(rows, ttff, hls, meta);
+		fs.writeFileSync(path.join(RESULTS, 'latency.json'), `${JSON.stringify({ meta, webrtc: rows, ttff, hls }, (_k, v: unknown) => (typeof v === 'number' ? round(v, 1) : v), 2)}\n`);
+		fs.writeFileSync(path.join(RESULTS, 'latency.md'), md);
+		await chart(browser, rows, path.join(RESULTS, 'latency.png'));
+		console.log(md);
+		log(`done in ${meta.durationS} s`);
+	} finally {
+		await browser.close();
+		await oursPage.close();
+		await janusPage.close();
+	}
+}
+
+main().then(
+	() => process.exit(0),
+	(err: unknown) => {
+		console.error(err);
+		process.exit(1);
+	},
+);

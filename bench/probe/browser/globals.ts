@@ -1,0 +1,19 @@
+import type { ProbeResults } from '../types.js';
+
+/** What the probe pages expose to the benchmark driving them. */
+export interface ProbeState {
+	results: ProbeResults | null;
+	/** Wall-clock ms when the page started joining. */
+	joinedAt: number;
+	error: string | null;
+	/** The viewer library's milestones (ms after watch()), when it is ours. */
+	timeline?: Record<string, number>;
+}
+
+declare global {
+	interface Window {
+		probe?: ProbeState;
+		startJanus?: (url: string, mountpoint: number) => Promise<void>;
+		startOurs?: (server: string, stream: string) => Promise<void>;
+	}
+}

@@ -1,0 +1,20 @@
+/** One frame a probe viewer presented, with its measured delay. */
+export interface FrameSample {
+	seq: number;
+	/** Presentation time minus capture time, ms. */
+	delayMs: number;
+	/** For WebRTC in a browser: last packet received minus capture time, ms (network and server part). */
+	receiveDelayMs: number | null;
+	/** Wall-clock time of presentation, ms since the epoch. */
+	presentedAt: number;
+}
+
+export interface ProbeResults {
+	samples: FrameSample[];
+	/** Presented frames whose code did not read (should be 0). */
+	unreadable: number;
+	/** Wall-clock ms of the first presented frame with a code, or null. */
+	firstFrameAt: number | null;
+	width: number;
+	height: number;
+}
