@@ -3,8 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -92,22 +91,8 @@ export async function startPageServer(bundle: string): Promise<PageServer> {
 	};
 }
 
-export function launchChromium(): Promise<Browser> {
-	return chromium.launch({
-		executablePath: '/usr/bin/chromium',
-		headless: true,
-		args: [
-			'--no-sandbox',
-			'--disable-gpu',
-			'--disable-quic',
-			'--no-first-run',
-			'--disable-background-networking',
-			'--disable-component-update',
-			'--disable-sync',
-			'--autoplay-policy=no-user-gesture-required',
-		],
-	});
-}
+// Debian's Chromium with the flags this environment needs, shared with the latency probe.
+export { launchChromium } from '../../bench/probe/chromium.js';
 
 export interface PageState {
 	frames: number;
