@@ -506,10 +506,14 @@ async function main(): Promise<void> {
 	let ttff: TtffResult[] = [];
 	let hls: Awaited<ReturnType<typeof hlsRuns>> = null;
 	try {
-		if (!args.includes('--only-rtp')) rows.push(...(await rtmpRuns(browser, oursPage.url)));
-		rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, false)));
-		if (!args.includes('--rtp-video-only')) rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, true)));
-		if (!args.includes('--only-rtp')) ttff = await ttffRuns(browser, oursPage.url);
+		// --only-rtp and --only-ttff run one part, for working on it.
+		const only = args.includes('--only-rtp') ? 'rtp' : args.includes('--only-ttff') ? 'ttff' : null;
+		if (!only) rows.push(...(await rtmpRuns(browser, oursPage.url)));
+		if (!only || only === 'rtp') {
+			rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, false)));
+			if (!args.includes('--rtp-video-only')) rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, true)));
+		}
+		if (!only || only === 'ttff') ttff = await ttffRuns(browser, oursPage.url);
 		if (!SKIP_HLS) hls = await hlsRuns();
 		const meta = {
 			date: new Date().toISOString(),

@@ -375,12 +375,15 @@ export class Viewer extends Emitter<ViewerEvents> {
 			transportId: transport.id,
 			rtpCapabilities: this.#device.recvRtpCapabilities as RtpCapabilities,
 		});
-		// Together, so mediasoup-client negotiates them in one round.
 		const wanted = this.#opts.audio === false ? consumers.filter((d) => d.kind !== 'audio') : consumers;
+		// Video first: its negotiation starts the media connection, and the
+		// first picture should not wait for the audio's round of SDP.
+		wanted.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'video' ? -1 : 1));
 		const target = this.#opts.jitterBufferTargetMs;
-		const created = await Promise.all(
-			wanted.map((d) =>
-				transport.consume({
+		// Each consumer is resumed as soon as it exists, not when all do.
+		await Promise.all(
+			wanted.map(async (d) => {
+				const c = await transport.consume({
 					id: d.id,
 					producerId: d.producerId,
 					kind: d.kind,
@@ -397,20 +400,18 @@ export class Viewer extends Emitter<ViewerEvents> {
 								},
 							}
 						: {}),
-				}),
-			),
+				});
+				if (this.#transport !== transport) {
+					c.close();
+					return;
+				}
+				this.#consumers.set(c.id, c);
+				this.#replaceTrack(c.kind, c.track);
+				this.#mark('consumed');
+				await this.#request('resume', { consumerId: c.id });
+				this.#mark('resumed');
+			}),
 		);
-		if (this.#transport !== transport) {
-			for (const c of created) c.close();
-			return;
-		}
-		for (const c of created) {
-			this.#consumers.set(c.id, c);
-			this.#replaceTrack(c.kind, c.track);
-		}
-		this.#mark('consumed');
-		await Promise.all(created.map((c) => this.#request('resume', { consumerId: c.id })));
-		this.#mark('resumed');
 	}
 
 	#replaceTrack(kind: MediaKind, track: MediaStreamTrack): void {
