@@ -35,7 +35,7 @@ import { PROBE_DEFAULTS, ProbePublisher } from './probe/publisher.js';
 import type { ProbeTarget } from './probe/publisher.js';
 import { framesLost, round, summarize } from './probe/stats.js';
 import type { Summary } from './probe/stats.js';
-import type { ProbeResults } from './probe/types.js';
+import type { FrameSample, ProbeResults, RtcCounters } from './probe/types.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -43,6 +43,12 @@ const arg = (name: string, dflt: number): number => {
 	return i >= 0 ? Number(args[i + 1]) : dflt;
 };
 const SECONDS = arg('seconds', 30);
+/**
+ * Each browser figure pools this many viewer sessions of SECONDS / SESSIONS
+ * each: a browser settles its jitter buffers per session, differently from
+ * one session to the next on a busy machine, and one session is one draw.
+ */
+const SESSIONS = Math.max(1, Math.round(arg('sessions', 3)));
 const WARMUP_S = 4;
 const JOINS = arg('joins', 6);
 const SKIP_HLS = args.includes('--skip-hls');
@@ -53,14 +59,30 @@ export interface LatencyRow {
 	ingest: 'rtmp' | 'rtp' | 'janus' | 'bare';
 	viewer: 'chromium' | 'node';
 	audio: boolean;
+	/** Pooled over the row's viewer sessions. */
 	g2g: Summary;
+	/** Each viewer session's own p50: how much sessions differ. */
+	sessionP50s: number[];
 	/** Capture -> last packet received (browser only): encode, ingest, server, network. */
 	receive: Summary | null;
 	framesShown: number;
 	lost: number;
 	lostOf: number;
 	unreadable: number;
+	/** Median over the sessions. */
 	ttffMs: number | null;
+	/** The browser's own receive-side delays over the measured windows (ms per frame or sample), mean of the sessions. */
+	receiver: ReceiverDelays | null;
+}
+
+/** Where a browser viewer's milliseconds go after the packets arrive, from getStats(). */
+export interface ReceiverDelays {
+	videoJitterBufferMs: number | null;
+	audioJitterBufferMs: number | null;
+	/** NetEq's target: what it aims to hold given the jitter it sees. */
+	audioJitterTargetMs: number | null;
+	/** Audio in the output device's buffer (media-playout stats), when reported. */
+	audioPlayoutMs: number | null;
 }
 
 /** The page globals of bench/probe/browser/globals.ts, seen from Node. */
@@ -68,6 +90,7 @@ interface ProbeWindow {
 	probe?: { results: ProbeResults | null; joinedAt: number; error: string | null; timeline?: Record<string, number> };
 	startOurs?: (server: string, stream: string) => Promise<void>;
 	startJanus?: (url: string, mountpoint: number) => Promise<void>;
+	probeRtcCounters?: () => Promise<RtcCounters>;
 }
 
 interface ProbeRead {
@@ -80,6 +103,49 @@ interface ProbeRead {
 interface PageRun {
 	page: Page;
 	read(): Promise<ProbeRead>;
+}
+
+function rtcCounters(page: Page): Promise<RtcCounters | null> {
+	return page.evaluate(async () => (await (globalThis as unknown as ProbeWindow).probeRtcCounters?.()) ?? null);
+}
+
+function receiverDelays(a: RtcCounters | null, b: RtcCounters | null): ReceiverDelays | null {
+	if (!a || !b) return null;
+	const per = (d: number, n: number): number | null => (n > 0 ? (d / n) * 1000 : null);
+	const dv = b.video.jitterBufferEmittedCount - a.video.jitterBufferEmittedCount;
+	const da = b.audio.jitterBufferEmittedCount - a.audio.jitterBufferEmittedCount;
+	return {
+		videoJitterBufferMs: per(b.video.jitterBufferDelay - a.video.jitterBufferDelay, dv),
+		audioJitterBufferMs: per(b.audio.jitterBufferDelay - a.audio.jitterBufferDelay, da),
+		audioJitterTargetMs: per(b.audio.jitterBufferTargetDelay - a.audio.jitterBufferTargetDelay, da),
+		audioPlayoutMs: per(b.playoutDelay - a.playoutDelay, b.playoutSamples - a.playoutSamples),
+	};
+}
+
+interface Session {
+	read: ProbeRead;
+	since: number;
+	receiver: ReceiverDelays | null;
+}
+
+/**
+ * Opens SESSIONS viewers in turn; each warms up, is measured for its share
+ * of SECONDS, and is closed before the next opens.
+ */
+async function measureSessions(open: () => Promise<PageRun>): Promise<Session[]> {
+	const out: Session[] = [];
+	for (let i = 0; i < SESSIONS; i++) {
+		const run = await open();
+		await sleep(WARMUP_S * 1000);
+		const before = await rtcCounters(run.page);
+		const since = wallNow();
+		await sleep((SECONDS / SESSIONS) * 1000);
+		const read = await run.read();
+		const receiver = receiverDelays(before, await rtcCounters(run.page));
+		await run.page.close();
+		out.push({ read, since, receiver });
+	}
+	return out;
 }
 
 const wallNow = (): number => performance.timeOrigin + performance.now();
@@ -157,27 +223,57 @@ function row(
 	ingest: LatencyRow['ingest'],
 	viewer: LatencyRow['viewer'],
 	audio: boolean,
-	r: ProbeRead,
+	sessions: readonly Session[],
 	sent: readonly number[],
-	since: number,
 ): LatencyRow {
-	if (r.error) throw new Error(`${name}: ${r.error}`);
-	const all = r.results?.samples ?? [];
-	const samples = all.filter((s) => s.presentedAt >= since);
-	const { lost, of } = framesLost(sent, samples.map((s) => s.seq));
-	const receive = samples.map((s) => s.receiveDelayMs).filter((v): v is number => v !== null);
+	const pooled: FrameSample[] = [];
+	const sessionP50s: number[] = [];
+	const ttffs: number[] = [];
+	let lost = 0;
+	let lostOf = 0;
+	let unreadable = 0;
+	for (const { read: r, since } of sessions) {
+		if (r.error) throw new Error(`${name}: ${r.error}`);
+		const samples = (r.results?.samples ?? []).filter((s) => s.presentedAt >= since);
+		const l = framesLost(sent, samples.map((s) => s.seq));
+		lost += l.lost;
+		lostOf += l.of;
+		unreadable += r.results?.unreadable ?? 0;
+		pooled.push(...samples);
+		sessionP50s.push(summarize(samples.map((s) => s.delayMs)).p50);
+		if (r.results?.firstFrameAt) ttffs.push(r.results.firstFrameAt - r.joinedAt);
+	}
+	const receive = pooled.map((s) => s.receiveDelayMs).filter((v): v is number => v !== null);
 	return {
 		name,
 		ingest,
 		viewer,
 		audio,
-		g2g: summarize(samples.map((s) => s.delayMs)),
+		g2g: summarize(pooled.map((s) => s.delayMs)),
+		sessionP50s,
 		receive: receive.length ? summarize(receive) : null,
-		framesShown: samples.length,
+		framesShown: pooled.length,
 		lost,
-		lostOf: of,
-		unreadable: r.results?.unreadable ?? 0,
-		ttffMs: r.results?.firstFrameAt ? r.results.firstFrameAt - r.joinedAt : null,
+		lostOf,
+		unreadable,
+		ttffMs: ttffs.length ? summarize(ttffs).p50 : null,
+		receiver: meanDelays(sessions.map((x) => x.receiver)),
+	};
+}
+
+/** Field by field mean of the sessions' receiver delays, skipping the unknown. */
+function meanDelays(all: readonly (ReceiverDelays | null)[]): ReceiverDelays | null {
+	const known = all.filter((d): d is ReceiverDelays => d !== null);
+	if (!known.length) return null;
+	const mean = (k: keyof ReceiverDelays): number | null => {
+		const v = known.map((d) => d[k]).filter((x): x is number => x !== null);
+		return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+	};
+	return {
+		videoJitterBufferMs: mean('videoJitterBufferMs'),
+		audioJitterBufferMs: mean('audioJitterBufferMs'),
+		audioJitterTargetMs: mean('audioJitterTargetMs'),
+		audioPlayoutMs: mean('audioPlayoutMs'),
 	};
 }
 
@@ -190,29 +286,22 @@ async function rtmpRuns(browser: Browser, oursPage: string): Promise<LatencyRow[
 	try {
 		await waitLive(url, stream);
 		log(`RTMP ingest -> Chromium, ${SECONDS} s`);
-		const run = await openOurs(browser, oursPage, url, stream);
-		await sleep(WARMUP_S * 1000);
-		const since = wallNow();
-		await sleep(SECONDS * 1000);
-		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', true, await run.read(), pub.sentSeqs, since));
-		await run.page.close();
+		const av = await measureSessions(() => openOurs(browser, oursPage, url, stream));
+		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', true, av, pub.sentSeqs));
 
 		// The same stream with the viewer taking only the video: how much of the
 		// delay above is the browser holding video back to keep lip sync with audio.
 		log(`RTMP ingest -> Chromium, video only, ${SECONDS} s`);
-		const videoOnly = await openOurs(browser, oursPage, url, stream, { audio: false });
-		await sleep(WARMUP_S * 1000);
-		const voSince = wallNow();
-		await sleep(SECONDS * 1000);
-		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', false, await videoOnly.read(), pub.sentSeqs, voSince));
-		await videoOnly.page.close();
+		const vo = await measureSessions(() => openOurs(browser, oursPage, url, stream, { audio: false }));
+		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', false, vo, pub.sentSeqs));
 
 		log(`RTMP ingest -> Node viewer (werift + ffmpeg), ${Math.round(SECONDS / 2)} s`);
 		const node = await NodeProbeViewer.create({ server: url, stream, width: PROBE_DEFAULTS.width, height: PROBE_DEFAULTS.height });
 		await sleep(WARMUP_S * 1000);
 		const nodeSince = wallNow();
 		await sleep((SECONDS / 2) * 1000);
-		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'node', true, { results: node.results, joinedAt: node.joinedAt, error: null }, pub.sentSeqs, nodeSince));
+		const nodeRead = { results: node.results, joinedAt: node.joinedAt, error: null };
+		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'node', true, [{ read: nodeRead, since: nodeSince, receiver: null }], pub.sentSeqs));
 		await node.close();
 	} finally {
 		await pub.close();
@@ -297,12 +386,8 @@ async function rtpRuns(browser: Browser, oursPage: string, janusPage: string, RT
 		if (janus) targets.push(['Janus 1.1.2 streaming plugin', 'janus', () => openJanus(browser, janusPage, janus)]);
 		for (const [name, ingest, open] of targets) {
 			log(`plain RTP feed (${RTP_AUDIO ? 'with audio' : 'video only'}) -> ${name} -> Chromium, ${SECONDS} s`);
-			const run = await open();
-			await sleep(WARMUP_S * 1000);
-			const since = wallNow();
-			await sleep(SECONDS * 1000);
-			rows.push(row(name, ingest, 'chromium', RTP_AUDIO, await run.read(), pub.sentSeqs, since));
-			await run.page.close();
+			const m = await measureSessions(open);
+			rows.push(row(name, ingest, 'chromium', RTP_AUDIO, m, pub.sentSeqs));
 		}
 	} finally {
 		await pub.close();
@@ -405,16 +490,29 @@ const f = (v: number | null | undefined, d = 0): string => (v === null || v === 
 function markdown(rows: LatencyRow[], ttff: TtffResult[], hls: Awaited<ReturnType<typeof hlsRuns>>, meta: Record<string, unknown>): string {
 	const lines: string[] = [];
 	lines.push(`Measured ${String(meta.date)} on ${String(meta.cpus)} cores (load average before: ${String(meta.loadBefore)}), ` +
-		`720p30 H.264 (libx264 veryfast zerolatency, ${PROBE_DEFAULTS.bitrateKbps} kbit/s, 1 s GOP) with audio, ${SECONDS} s per run.`);
+		`720p30 H.264 (libx264 veryfast zerolatency, ${PROBE_DEFAULTS.bitrateKbps} kbit/s, 1 s GOP) with audio, ${SECONDS} s per row (browser rows: ${SESSIONS} viewer sessions of ${f(SECONDS / SESSIONS)} s each, pooled).`);
 	lines.push('');
 	lines.push('**WebRTC glass to glass** (capture → presented frame, ms; "receive" is capture → last packet of the frame in the browser):');
 	lines.push('');
-	lines.push('| path | viewer | viewer plays audio | p50 | p95 | p99 | min | receive p50 | frames shown | lost | time to first frame |');
-	lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+	lines.push('| path | viewer | viewer plays audio | p50 | p95 | p99 | min | p50 of each session | receive p50 | frames shown | lost | time to first frame |');
+	lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const r of rows) {
 		lines.push(
-			`| ${r.name} | ${r.viewer === 'chromium' ? 'Chromium' : 'Node (werift + ffmpeg)'} | ${r.audio ? 'yes' : 'no'} | ${f(r.g2g.p50)} | ${f(r.g2g.p95)} | ${f(r.g2g.p99)} | ${f(r.g2g.min)} | ${f(r.receive?.p50)} | ${r.framesShown} | ${r.lost}/${r.lostOf} | ${f(r.ttffMs)} |`,
+			`| ${r.name} | ${r.viewer === 'chromium' ? 'Chromium' : 'Node (werift + ffmpeg)'} | ${r.audio ? 'yes' : 'no'} | ${f(r.g2g.p50)} | ${f(r.g2g.p95)} | ${f(r.g2g.p99)} | ${f(r.g2g.min)} | ${r.sessionP50s.map((v) => f(v)).join(' / ')} | ${f(r.receive?.p50)} | ${r.framesShown} | ${r.lost}/${r.lostOf} | ${f(r.ttffMs)} |`,
 		);
+	}
+	const withReceiver = rows.filter((r) => r.receiver);
+	if (withReceiver.length) {
+		lines.push('');
+		lines.push('**Where a browser holds frames** (Chromium\'s getStats over the same window, mean ms): the video jitter buffer, and with audio, ' +
+			'NetEq\'s buffer and its target. Both settle per session (hence the sessions above), and with audio playing Chromium\'s lip sync may hold video back toward the audio\'s delay.');
+		lines.push('');
+		lines.push('| path | viewer plays audio | video jitter buffer | audio jitter buffer | audio target | audio output |');
+		lines.push('|---|---|---:|---:|---:|---:|');
+		for (const r of withReceiver) {
+			const d = r.receiver;
+			lines.push(`| ${r.name} | ${r.audio ? 'yes' : 'no'} | ${f(d?.videoJitterBufferMs)} | ${f(d?.audioJitterBufferMs)} | ${f(d?.audioJitterTargetMs)} | ${f(d?.audioPlayoutMs)} |`);
+		}
 	}
 	for (const audio of [false, true]) {
 		const janus = rows.find((r) => r.ingest === 'janus' && r.audio === audio);
@@ -506,15 +604,15 @@ async function main(): Promise<void> {
 	let ttff: TtffResult[] = [];
 	let hls: Awaited<ReturnType<typeof hlsRuns>> = null;
 	try {
-		// --only-rtp and --only-ttff run one part, for working on it.
-		const only = args.includes('--only-rtp') ? 'rtp' : args.includes('--only-ttff') ? 'ttff' : null;
-		if (!only) rows.push(...(await rtmpRuns(browser, oursPage.url)));
+		// --only-rtmp, --only-rtp and --only-ttff run one part, for working on it.
+		const only = args.includes('--only-rtmp') ? 'rtmp' : args.includes('--only-rtp') ? 'rtp' : args.includes('--only-ttff') ? 'ttff' : null;
+		if (!only || only === 'rtmp') rows.push(...(await rtmpRuns(browser, oursPage.url)));
 		if (!only || only === 'rtp') {
 			rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, false)));
 			if (!args.includes('--rtp-video-only')) rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, true)));
 		}
 		if (!only || only === 'ttff') ttff = await ttffRuns(browser, oursPage.url);
-		if (!SKIP_HLS) hls = await hlsRuns();
+		if (!SKIP_HLS && !only) hls = await hlsRuns();
 		const meta = {
 			date: new Date().toISOString(),
 			cpus: os.cpus().length,
@@ -526,6 +624,12 @@ async function main(): Promise<void> {
 			node: process.version,
 		};
 		const md = markdown(rows, ttff, hls, meta);
+		if (only || SKIP_HLS) {
+			// A partial run prints its table but leaves the full run's results alone.
+			console.log(md);
+			log(`partial run done in ${meta.durationS} s; bench/results left untouched`);
+			return;
+		}
 		fs.writeFileSync(path.join(RESULTS, 'latency.json'), `${JSON.stringify({ meta, webrtc: rows, ttff, hls }, (_k, v: unknown) => (typeof v === 'number' ? round(v, 1) : v), 2)}\n`);
 		fs.writeFileSync(path.join(RESULTS, 'latency.md'), md);
 		await chart(browser, rows, path.join(RESULTS, 'latency.png'));

@@ -18,3 +18,12 @@ export interface ProbeResults {
 	width: number;
 	height: number;
 }
+
+/** Cumulative receiver counters from getStats() (seconds, as the stats spec gives them). */
+export interface RtcCounters {
+	video: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number };
+	audio: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number };
+	/** media-playout: time audio samples spent in the output device's buffer, and how many. */
+	playoutDelay: number;
+	playoutSamples: number;
+}

@@ -1,4 +1,4 @@
-import type { ProbeResults } from '../types.js';
+import type { ProbeResults, RtcCounters } from '../types.js';
 
 /** What the probe pages expose to the benchmark driving them. */
 export interface ProbeState {
@@ -15,5 +15,6 @@ declare global {
 		probe?: ProbeState;
 		startJanus?: (url: string, mountpoint: number) => Promise<void>;
 		startOurs?: (server: string, stream: string) => Promise<void>;
+		probeRtcCounters?: () => Promise<RtcCounters>;
 	}
 }

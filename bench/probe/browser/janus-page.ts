@@ -1,6 +1,7 @@
 // Runs in the browser: watches a Janus streaming mountpoint over Janus's HTTP
 // API (no janus.js needed) and reads the probe's timecode from its frames.
 import './globals.js';
+import './rtc-stats.js';
 import { readFrames } from './reader.js';
 
 interface JanusReply {

@@ -1,6 +1,7 @@
 // Runs in the browser: watches a subsecond stream with the viewer library
 // (client/web/lib, what the web player uses) and reads the probe's timecode.
 import './globals.js';
+import './rtc-stats.js';
 import { watch } from '../../../client/web/lib/index.js';
 import { readFrames } from './reader.js';
 
