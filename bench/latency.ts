@@ -432,7 +432,10 @@ async function ttffRuns(browser: Browser, oursPage: string): Promise<TtffResult[
 					if (r.error) throw new Error(`join ${i}: ${r.error}`);
 					if (r.results?.firstFrameAt) {
 						ttff = r.results.firstFrameAt - r.joinedAt;
-						timelines.push({ ...(r.timeline ?? {}), firstFrame: Math.round(ttff) });
+						// The first frame's last packet: capture time plus its receive delay.
+						const first = r.results.samples[0];
+						const received = first && first.receiveDelayMs !== null ? first.presentedAt - first.delayMs + first.receiveDelayMs - r.joinedAt : null;
+						timelines.push({ ...(r.timeline ?? {}), ...(received !== null ? { firstFrameReceived: Math.round(received) } : {}), firstFrame: Math.round(ttff) });
 					} else await sleep(20);
 				}
 				await run.page.close();
@@ -446,7 +449,7 @@ async function ttffRuns(browser: Browser, oursPage: string): Promise<TtffResult[
 			fs.rmSync(hlsDir, { recursive: true, force: true });
 		}
 		const milestones: Record<string, number> = {};
-		for (const key of ['socket', 'joined', 'transport', 'consumed', 'resumed', 'mediaConnected', 'firstFrame']) {
+		for (const key of ['socket', 'joined', 'transport', 'consumed', 'resumed', 'mediaConnected', 'firstFrameReceived', 'firstFrame']) {
 			const values = timelines.map((t) => t[key]).filter((v): v is number => v !== undefined);
 			if (values.length) milestones[key] = summarize(values).p50;
 		}
@@ -534,7 +537,7 @@ function markdown(rows: LatencyRow[], ttff: TtffResult[], hls: Awaited<ReturnTyp
 		lines.push('');
 		lines.push(`Where the time goes (${first.gopSeconds} s GOP, median ms after \`watch()\`): ` +
 			Object.entries(first.milestones).map(([k, v]) => `${k} ${f(v)}`).join(' → ') +
-			'. After the media connection, a passthrough stream waits for its next keyframe: RTMP cannot ask the encoder for one, so on average half a GOP.');
+			'. Between the media connection and the first frame\'s last packet (firstFrameReceived), a passthrough stream waits for its next keyframe: RTMP cannot ask the encoder for one, so on average half a GOP.');
 	}
 	if (hls) {
 		lines.push('');
