@@ -78,6 +78,8 @@ export interface LatencyRow {
 /** Where a browser viewer's milliseconds go after the packets arrive, from getStats(). */
 export interface ReceiverDelays {
 	videoJitterBufferMs: number | null;
+	/** Mean time Chromium's (software) decoder took per frame. */
+	videoDecodeMs: number | null;
 	audioJitterBufferMs: number | null;
 	/** NetEq's target: what it aims to hold given the jitter it sees. */
 	audioJitterTargetMs: number | null;
@@ -116,6 +118,7 @@ function receiverDelays(a: RtcCounters | null, b: RtcCounters | null): ReceiverD
 	const da = b.audio.jitterBufferEmittedCount - a.audio.jitterBufferEmittedCount;
 	return {
 		videoJitterBufferMs: per(b.video.jitterBufferDelay - a.video.jitterBufferDelay, dv),
+		videoDecodeMs: per(b.video.totalDecodeTime - a.video.totalDecodeTime, b.video.framesDecoded - a.video.framesDecoded),
 		audioJitterBufferMs: per(b.audio.jitterBufferDelay - a.audio.jitterBufferDelay, da),
 		audioJitterTargetMs: per(b.audio.jitterBufferTargetDelay - a.audio.jitterBufferTargetDelay, da),
 		audioPlayoutMs: per(b.playoutDelay - a.playoutDelay, b.playoutSamples - a.playoutSamples),
@@ -271,6 +274,7 @@ function meanDelays(all: readonly (ReceiverDelays | null)[]): ReceiverDelays | n
 	};
 	return {
 		videoJitterBufferMs: mean('videoJitterBufferMs'),
+		videoDecodeMs: mean('videoDecodeMs'),
 		audioJitterBufferMs: mean('audioJitterBufferMs'),
 		audioJitterTargetMs: mean('audioJitterTargetMs'),
 		audioPlayoutMs: mean('audioPlayoutMs'),
@@ -507,14 +511,15 @@ function markdown(rows: LatencyRow[], ttff: TtffResult[], hls: Awaited<ReturnTyp
 	const withReceiver = rows.filter((r) => r.receiver);
 	if (withReceiver.length) {
 		lines.push('');
-		lines.push('**Where a browser holds frames** (Chromium\'s getStats over the same window, mean ms): the video jitter buffer, and with audio, ' +
-			'NetEq\'s buffer and its target. Both settle per session (hence the sessions above), and with audio playing Chromium\'s lip sync may hold video back toward the audio\'s delay.');
+		lines.push('**Where a browser holds frames** (Chromium\'s getStats over the same windows, mean ms): the video jitter buffer and the decoder, and with audio, ' +
+			'NetEq\'s buffer, its target and the output device. They settle per session (hence the sessions above); with audio playing, Chromium\'s lip sync ' +
+			'raises the lower of the two paths to meet the other, so a slow decode or an audio buffer shows in both.');
 		lines.push('');
-		lines.push('| path | viewer plays audio | video jitter buffer | audio jitter buffer | audio target | audio output |');
-		lines.push('|---|---|---:|---:|---:|---:|');
+		lines.push('| path | viewer plays audio | video jitter buffer | video decode | audio jitter buffer | audio target | audio output |');
+		lines.push('|---|---|---:|---:|---:|---:|---:|');
 		for (const r of withReceiver) {
 			const d = r.receiver;
-			lines.push(`| ${r.name} | ${r.audio ? 'yes' : 'no'} | ${f(d?.videoJitterBufferMs)} | ${f(d?.audioJitterBufferMs)} | ${f(d?.audioJitterTargetMs)} | ${f(d?.audioPlayoutMs)} |`);
+			lines.push(`| ${r.name} | ${r.audio ? 'yes' : 'no'} | ${f(d?.videoJitterBufferMs)} | ${f(d?.videoDecodeMs)} | ${f(d?.audioJitterBufferMs)} | ${f(d?.audioJitterTargetMs)} | ${f(d?.audioPlayoutMs)} |`);
 		}
 	}
 	for (const audio of [false, true]) {

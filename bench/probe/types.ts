@@ -21,8 +21,8 @@ export interface ProbeResults {
 
 /** Cumulative receiver counters from getStats() (seconds, as the stats spec gives them). */
 export interface RtcCounters {
-	video: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number };
-	audio: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number };
+	video: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number; totalDecodeTime: number; framesDecoded: number };
+	audio: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number; totalDecodeTime: number; framesDecoded: number };
 	/** media-playout: time audio samples spent in the output device's buffer, and how many. */
 	playoutDelay: number;
 	playoutSamples: number;

@@ -15,7 +15,7 @@ class TrackedPeerConnection extends Native {
 window.RTCPeerConnection = TrackedPeerConnection;
 
 function zero(): RtcCounters['video'] {
-	return { jitterBufferDelay: 0, jitterBufferTargetDelay: 0, jitterBufferEmittedCount: 0 };
+	return { jitterBufferDelay: 0, jitterBufferTargetDelay: 0, jitterBufferEmittedCount: 0, totalDecodeTime: 0, framesDecoded: 0 };
 }
 
 /** The cumulative receive-side delay counters of every peer connection, summed. */
@@ -31,6 +31,8 @@ export async function rtcCounters(): Promise<RtcCounters> {
 				c.jitterBufferDelay += num('jitterBufferDelay');
 				c.jitterBufferTargetDelay += num('jitterBufferTargetDelay');
 				c.jitterBufferEmittedCount += num('jitterBufferEmittedCount');
+				c.totalDecodeTime += num('totalDecodeTime');
+				c.framesDecoded += num('framesDecoded');
 			} else if (s.type === 'media-playout') {
 				out.playoutDelay += num('totalPlayoutDelay');
 				out.playoutSamples += num('totalSamplesCount');
