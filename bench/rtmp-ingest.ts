@@ -26,6 +26,7 @@ import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { RtmpServer } from '../ingest/rtmp/index.js';
 import { StreamRegistry } from '../server/core/stream.js';
+import { ChildSet } from '../test/helpers/children.js';
 
 const WIDTH = 1280;
 const HEIGHT = 720;
@@ -39,7 +40,7 @@ const WARMUP_SECONDS = 3;
 const FLOOR_SECONDS = 10;
 
 const logger = pino({ level: process.env.BENCH_LOG ?? 'silent' });
-const children = new Set<ChildProcess>();
+const children = new ChildSet();
 
 function run(args: string[]): Promise<void> {
 	return new Promise((resolve, reject) => {
@@ -81,22 +82,7 @@ function publishTo(file: string, format: string, url: string): ChildProcess {
 		['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', format, url],
 		{ stdio: ['ignore', 'ignore', 'ignore'] },
 	);
-	children.add(child);
-	child.once('exit', () => children.delete(child));
-	return child;
-}
-
-async function stopAll(): Promise<void> {
-	await Promise.all(
-		[...children].map(
-			(c) =>
-				new Promise<void>((resolve) => {
-					if (c.exitCode !== null || c.signalCode !== null) return resolve();
-					c.once('exit', () => resolve());
-					c.kill('SIGKILL');
-				}),
-		),
-	);
+	return children.add(child);
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -177,7 +163,7 @@ async function scenario(file: string, publishers: number, measureSeconds: number
 			delayUs: delays.map((d) => d * 1000).sort((a, b) => a - b),
 		};
 	} finally {
-		await stopAll();
+		await children.killAll();
 		registry.close();
 		await rtmp.close();
 	}
@@ -206,7 +192,7 @@ async function tcpFloor(file: string, publishers: number): Promise<{ cpuMs: numb
 		const cpu = process.cpuUsage(cpu0);
 		return { cpuMs: (cpu.user + cpu.system) / 1000, seconds: (performance.now() - t0) / 1000, reads: reads - reads0 };
 	} finally {
-		await stopAll();
+		await children.killAll();
 		await new Promise<void>((resolve) => server.close(() => resolve()));
 	}
 }
@@ -265,6 +251,6 @@ async function main(): Promise<void> {
 
 main().catch(async (err: unknown) => {
 	console.error(err);
-	await stopAll();
+	await children.killAll();
 	process.exitCode = 1;
 });

@@ -31,6 +31,7 @@ import type { RtpAnswer } from '../ingest/rtp/index.js';
 import { defaultConfig } from '../server/config/load.js';
 import { splitAnnexB } from '../server/core/codecs/h264.js';
 import { StreamRegistry } from '../server/core/stream.js';
+import { ChildSet } from '../test/helpers/children.js';
 
 const WIDTH = 1280;
 const HEIGHT = 720;
@@ -45,7 +46,7 @@ const FLOOR_SECONDS = 8;
 const MTU = 1200;
 
 const logger = pino({ level: process.env.BENCH_LOG ?? 'silent' });
-const children = new Set<ChildProcess>();
+const children = new ChildSet();
 
 function run(args: string[]): Promise<void> {
 	return new Promise((resolve, reject) => {
@@ -93,22 +94,7 @@ function send(c: { video: string; audio: string }, to: { video: number; audio: n
 		`rtp://127.0.0.1:${to.audio}?pkt_size=${MTU}`,
 	];
 	const child = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'ignore'] });
-	children.add(child);
-	child.once('exit', () => children.delete(child));
-	return child;
-}
-
-async function stopAll(): Promise<void> {
-	await Promise.all(
-		[...children].map(
-			(c) =>
-				new Promise<void>((resolve) => {
-					if (c.exitCode !== null || c.signalCode !== null) return resolve();
-					c.once('exit', () => resolve());
-					c.kill('SIGKILL');
-				}),
-		),
-	);
+	return children.add(child);
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -190,7 +176,7 @@ async function scenario(c: { video: string; audio: string }, senders: number, me
 		videoDelay: stats(videoDelays),
 		audioDelay: stats(audioDelays),
 	};
-	await stopAll();
+	await children.killAll();
 	ingest.close();
 	registry.close();
 	return row;
@@ -219,7 +205,7 @@ async function udpFloor(c: { video: string; audio: string }, senders: number): P
 	await sleep(FLOOR_SECONDS * 1000);
 	const cpu = process.cpuUsage(cpu0);
 	const counted = packets - p0;
-	await stopAll();
+	await children.killAll();
 	for (const s of sockets) s.close();
 	return { cpuMs: ((cpu.user + cpu.system) / 1000) * (1 / FLOOR_SECONDS), packets: counted / FLOOR_SECONDS };
 }
@@ -350,4 +336,4 @@ main()
 		console.error(err);
 		process.exitCode = 1;
 	})
-	.finally(() => void stopAll());
+	.finally(() => void children.killAll());

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { ChildSet, stopChild } from './children.js';
 
 /** Every ffmpeg a test started, so afterEach/afterAll can make sure none is left. */
-const children = new Set<ChildProcess>();
+const children = new ChildSet();
 
 export interface TestSourceOptions {
 	width?: number;
@@ -78,34 +79,14 @@ export function runFfmpeg(args: string[], opts: { stdout?: 'pipe' | 'ignore'; st
 		err += d;
 		if (err.length > 20000) err = err.slice(-20000);
 	});
-	const exited = new Promise<number | null>((resolve) => {
-		child.once('exit', (code) => {
-			children.delete(child);
-			resolve(code);
-		});
-	});
-	const stop = async (): Promise<void> => {
-		if (child.exitCode !== null || child.signalCode !== null) return;
-		const t = setTimeout(() => child.kill('SIGKILL'), 2000);
-		child.kill('SIGTERM');
-		await exited;
-		clearTimeout(t);
-	};
+	const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+	const stop = (): Promise<void> => stopChild(child, 'SIGTERM', exited);
 	return { child, stderr: () => err, exited, stop };
 }
 
 /** Kills every ffmpeg started through runFfmpeg that is still running. */
 export async function stopAllFfmpeg(): Promise<void> {
-	await Promise.all(
-		[...children].map(
-			(c) =>
-				new Promise<void>((resolve) => {
-					if (c.exitCode !== null || c.signalCode !== null) return resolve();
-					c.once('exit', () => resolve());
-					c.kill('SIGKILL');
-				}),
-		),
-	);
+	await children.killAll();
 }
 
 /** ffprobe JSON for a file or URL. */

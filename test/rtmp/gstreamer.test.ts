@@ -3,38 +3,23 @@ import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../server/common/emitter.js';
 import type { Server } from '../../server/server.js';
+import { ChildSet } from '../helpers/children.js';
 import { baseUrl, eventually, startTestServer } from '../helpers/server.js';
 
-const children = new Set<ChildProcess>();
+const children = new ChildSet();
 
 function gstPublish(sink: 'rtmp2sink' | 'rtmpsink', url: string): ChildProcess {
 	const pipeline =
 		'videotestsrc is-live=true ! video/x-raw,format=I420,width=480,height=270,framerate=25/1 ' +
 		'! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! h264parse ! flvmux streamable=true name=m ' +
 		`audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! voaacenc ! m. m. ! ${sink} location=${url}`;
-	const child = spawn('gst-launch-1.0', ['-q', ...pipeline.split(' ')], { stdio: ['ignore', 'ignore', 'pipe'] });
-	children.add(child);
-	child.once('exit', () => children.delete(child));
-	return child;
-}
-
-async function stopAll(): Promise<void> {
-	await Promise.all(
-		[...children].map(
-			(c) =>
-				new Promise<void>((resolve) => {
-					if (c.exitCode !== null || c.signalCode !== null) return resolve();
-					c.once('exit', () => resolve());
-					c.kill('SIGKILL');
-				}),
-		),
-	);
+	return children.add(spawn('gst-launch-1.0', ['-q', ...pipeline.split(' ')], { stdio: ['ignore', 'ignore', 'pipe'] }));
 }
 
 describe('RTMP ingest with GStreamer', () => {
 	let server: Server | null = null;
 	afterEach(async () => {
-		await stopAll();
+		await children.killAll();
 		await server?.close();
 		server = null;
 	});

@@ -6,6 +6,7 @@ import type { RtpAnswer, RtpSessionSummary } from '../../ingest/rtp/session.js';
 import type { StreamInfo } from '../../server/core/stream.js';
 import type { Server } from '../../server/server.js';
 import { baseUrl } from '../helpers/server.js';
+import { ChildSet, stopChild } from '../helpers/children.js';
 
 /** Real x264 output, one array of NAL units per access unit (AUD-delimited by x264). */
 export async function encodeH264(o: { frames: number; width?: number; height?: number; gop?: number; profile?: string } = { frames: 50 }): Promise<Buffer[][]> {
@@ -202,45 +203,24 @@ export function ffmpegRtpArgs(answer: RtpAnswer, o: { width?: number; height?: n
 	];
 }
 
-const gstChildren = new Set<ReturnType<typeof spawn>>();
+const gstChildren = new ChildSet();
 
 /** Runs a gst-launch-1.0 pipeline (given as one string); stop() ends it, stopAllGst() ends them all. */
 export function runGst(pipeline: string): { stop: () => Promise<void>; output: () => string } {
-	const child = spawn('gst-launch-1.0', ['-q', ...pipeline.split(/\s+/).filter(Boolean)], { stdio: ['ignore', 'pipe', 'pipe'] });
-	gstChildren.add(child);
+	const child = gstChildren.add(spawn('gst-launch-1.0', ['-q', ...pipeline.split(/\s+/).filter(Boolean)], { stdio: ['ignore', 'pipe', 'pipe'] }));
 	let out = '';
 	const keep = (d: Buffer): void => {
 		out = (out + d.toString('utf8')).slice(-20_000);
 	};
 	child.stdout.on('data', keep);
 	child.stderr.on('data', keep);
-	const exited = new Promise<void>((resolve) =>
-		child.once('exit', () => {
-			gstChildren.delete(child);
-			resolve();
-		}),
-	);
-	const stop = async (): Promise<void> => {
-		if (child.exitCode !== null || child.signalCode !== null) return;
-		const t = setTimeout(() => child.kill('SIGKILL'), 2000);
-		child.kill('SIGINT');
-		await exited;
-		clearTimeout(t);
-	};
+	const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+	const stop = (): Promise<void> => stopChild(child, 'SIGINT', exited);
 	return { stop, output: () => out };
 }
 
-export async function stopAllGst(): Promise<void> {
-	await Promise.all(
-		[...gstChildren].map(
-			(c) =>
-				new Promise<void>((resolve) => {
-					if (c.exitCode !== null || c.signalCode !== null) return resolve();
-					c.once('exit', () => resolve());
-					c.kill('SIGKILL');
-				}),
-		),
-	);
+export function stopAllGst(): Promise<void> {
+	return gstChildren.killAll();
 }
 
 /** GET /api/streams/NAME, typed with the `rtp` annotation of RTP streams. */

@@ -6,6 +6,7 @@ import { FLV_TAG, FlvDemuxer } from '../../../ingest/rtmp/flv.js';
 import type { AudioFrame } from '../../../server/core/media.js';
 import type { Publication, StreamRegistry } from '../../../server/core/stream.js';
 import { opusPacketSamples } from '../../../server/hls/ogg.js';
+import { ChildSet, killAndWait } from '../../helpers/children.js';
 
 /**
  * Reads an Ogg Opus byte stream (as ffmpeg writes it) into Opus packets with
@@ -61,7 +62,7 @@ export class OggOpusReader {
 	}
 }
 
-const children = new Set<ChildProcess>();
+const children = new ChildSet();
 
 export interface OpusPublisher {
 	publication: Publication;
@@ -95,9 +96,7 @@ export function publishOpusFromFfmpeg(
 		'-map', `${audioInput}:a`, '-c:a', 'libopus', '-b:a', '64k', '-ac', String(opts.channels ?? 2),
 		'-frame_duration', '20', '-page_duration', '20000', '-f', 'ogg', 'pipe:3',
 	);
-	const child = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
-	children.add(child);
-	child.once('exit', () => children.delete(child));
+	const child = children.add(spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] }));
 	const publication = registry.publish(stream, { protocol: 'rtp', remoteAddress: '127.0.0.1', kick: () => child.kill('SIGKILL') });
 	let configured = false;
 	const reader = new OggOpusReader((frame) => {
@@ -140,25 +139,12 @@ export function publishOpusFromFfmpeg(
 		publication,
 		child,
 		stop: async () => {
-			if (child.exitCode === null && child.signalCode === null) {
-				const exited = new Promise((r) => child.once('exit', r));
-				child.kill('SIGKILL');
-				await exited;
-			}
+			await killAndWait(child);
 			publication.end('stopped');
 		},
 	};
 }
 
-export async function stopOpusPublishers(): Promise<void> {
-	await Promise.all(
-		[...children].map(
-			(c) =>
-				new Promise<void>((resolve) => {
-					if (c.exitCode !== null || c.signalCode !== null) return resolve();
-					c.once('exit', () => resolve());
-					c.kill('SIGKILL');
-				}),
-		),
-	);
+export function stopOpusPublishers(): Promise<void> {
+	return children.killAll();
 }
