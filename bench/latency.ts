@@ -1,22 +1,25 @@
 /**
  * Glass-to-glass latency and time to first frame, measured with the probe:
  * frames carry their capture time in their pixels (bench/probe/timecode.ts),
- * and viewers read it back from what they present. Only this machine's clock
- * is trusted: publisher and viewers run here.
+ * the audio carries tone bursts at known capture instants
+ * (bench/probe/audio-marks.ts), and viewers read both back from what they
+ * present and play. Only this machine's clock is trusted: publisher and
+ * viewers run here.
  *
- *   node --import tsx bench/latency.ts [--seconds 30] [--joins 6] [--skip-hls]
+ *   node --import tsx bench/latency.ts [--seconds 30] [--sessions 3] [--joins 6] [--skip-hls]
  *
- * Runs, each in this one process and on this one machine, so the ratios hold:
- *  1. WebRTC, RTMP ingest, 720p30 with audio -> Chromium (the viewer library).
- *  2. The same stream -> the werift Node viewer, decoded by ffmpeg.
- *  3. One plain-RTP feed (H.264 + Opus, encoded once, sent three ways at
- *     once), watched in Chromium through each in turn: our plain RTP ingest,
- *     a bare mediasoup forward (the same feed produced straight onto a
- *     PlainTransport of our server: the floor our ingest and bridge add to),
- *     and Janus 1.1.2's streaming plugin (the side-by-side WebRTC anchor).
- *  4. Time to first frame (join -> first presented frame) in Chromium for a
- *     1 s and a 4 s GOP, several joins each.
- *  5. HLS and LL-HLS beside nginx-rtmp: bench/hls-latency.ts, in a child.
+ * One capture-clock publisher (bench/probe/publisher.ts: one clock stamps
+ * both tracks, as OBS and libavformat apps do) feeds every path at once, so
+ * the rows of one run compare like with like on this noisy machine:
+ *  - RTMP (H.264 + AAC) into subsecond, watched on the product's own page
+ *    /watch/NAME in Chromium as shipped (muted autoplay, audio consumed, lip
+ *    sync on), and with the viewer library taking only the video;
+ *  - plain RTP (the same H.264 + Opus from the same PCM) into our RTP ingest,
+ *    into a bare mediasoup PlainTransport of the same server (the floor: no
+ *    ingest, no bridge) and into Janus 1.1.2's streaming plugin (the peer);
+ *  - the RTMP stream in the werift Node viewer.
+ * Then time to first frame for a 1 s and a 4 s GOP, and HLS beside
+ * nginx-rtmp (bench/hls-latency.ts, in a child).
  * Writes bench/results/latency.json, latency.md and latency.png.
  */
 import { spawn } from 'node:child_process';
@@ -28,11 +31,13 @@ import { pino } from 'pino';
 import { loadConfig } from '../server/config/load.js';
 import { Server } from '../server/server.js';
 import { JanusAnchor } from './anchors/janus.js';
+import { avOffsets } from './probe/audio-marks.js';
+import type { AudioSample } from './probe/audio-marks.js';
 import { bundle, launchChromium, servePage } from './probe/chromium.js';
 import type { Browser, Page } from './probe/chromium.js';
 import { NodeProbeViewer } from './probe/node-viewer.js';
 import { PROBE_DEFAULTS, ProbePublisher } from './probe/publisher.js';
-import type { ProbeTarget } from './probe/publisher.js';
+import type { RtpOutput } from './probe/publisher.js';
 import { framesLost, round, summarize } from './probe/stats.js';
 import type { Summary } from './probe/stats.js';
 import type { FrameSample, ProbeResults, RtcCounters } from './probe/types.js';
@@ -54,14 +59,24 @@ const JOINS = arg('joins', 6);
 const SKIP_HLS = args.includes('--skip-hls');
 const RESULTS = path.join(import.meta.dirname, 'results');
 
+export type Ingest = 'rtmp' | 'rtp' | 'janus' | 'bare';
+
 export interface LatencyRow {
 	name: string;
-	ingest: 'rtmp' | 'rtp' | 'janus' | 'bare';
+	ingest: Ingest;
 	viewer: 'chromium' | 'node';
+	/** Which page: the product's /watch/NAME, the viewer library on a bare page, or Janus's. */
+	page: 'product' | 'library' | 'janus' | null;
 	audio: boolean;
-	/** Pooled over the row's viewer sessions. */
+	/** Video, capture -> presented, pooled over the row's viewer sessions. */
 	g2g: Summary;
-	/** Each viewer session's own p50: how much sessions differ. */
+	/** Audio, capture -> played out (browser) or received (Node viewer). */
+	audioG2g: Summary | null;
+	/** Audio delay minus the delay of the picture captured with it: positive, audio after the picture. */
+	avOffset: Summary | null;
+	/** p95 of |A/V offset|: the lip-sync error most bursts stay within. */
+	avAbsP95: number | null;
+	/** Each viewer session's own video p50: how much sessions differ. */
 	sessionP50s: number[];
 	/** Capture -> last packet received (browser only): encode, ingest, server, network. */
 	receive: Summary | null;
@@ -83,13 +98,25 @@ export interface ReceiverDelays {
 	audioJitterBufferMs: number | null;
 	/** NetEq's target: what it aims to hold given the jitter it sees. */
 	audioJitterTargetMs: number | null;
+	/** NetEq's minimum: the floor lip sync or jitterBufferTarget sets under the target. */
+	audioJitterMinimumMs: number | null;
+	/** Shares of received audio samples NetEq stretched (inserted), squeezed (removed) or made up (concealed), %. */
+	audioInsertedPct: number | null;
+	audioRemovedPct: number | null;
+	audioConcealedPct: number | null;
 	/** Audio in the output device's buffer (media-playout stats), when reported. */
 	audioPlayoutMs: number | null;
 }
 
 /** The page globals of bench/probe/browser/globals.ts, seen from Node. */
 interface ProbeWindow {
-	probe?: { results: ProbeResults | null; joinedAt: number; error: string | null; timeline?: Record<string, number> };
+	probe?: {
+		results: ProbeResults | null;
+		joinedAt: number;
+		error: string | null;
+		timeline?: Record<string, number>;
+		audio?: { samples: AudioSample[]; outputLatencyMs: number | null; error: string | null } | null;
+	};
 	startOurs?: (server: string, stream: string) => Promise<void>;
 	startJanus?: (url: string, mountpoint: number) => Promise<void>;
 	probeRtcCounters?: () => Promise<RtcCounters>;
@@ -100,6 +127,7 @@ interface ProbeRead {
 	joinedAt: number;
 	error: string | null;
 	timeline?: Record<string, number>;
+	audio: AudioSample[] | null;
 }
 
 interface PageRun {
@@ -114,13 +142,19 @@ function rtcCounters(page: Page): Promise<RtcCounters | null> {
 function receiverDelays(a: RtcCounters | null, b: RtcCounters | null): ReceiverDelays | null {
 	if (!a || !b) return null;
 	const per = (d: number, n: number): number | null => (n > 0 ? (d / n) * 1000 : null);
+	const pct = (d: number, n: number): number | null => (n > 0 ? (d / n) * 100 : null);
 	const dv = b.video.jitterBufferEmittedCount - a.video.jitterBufferEmittedCount;
 	const da = b.audio.jitterBufferEmittedCount - a.audio.jitterBufferEmittedCount;
+	const received = b.audio.totalSamplesReceived - a.audio.totalSamplesReceived;
 	return {
 		videoJitterBufferMs: per(b.video.jitterBufferDelay - a.video.jitterBufferDelay, dv),
 		videoDecodeMs: per(b.video.totalDecodeTime - a.video.totalDecodeTime, b.video.framesDecoded - a.video.framesDecoded),
 		audioJitterBufferMs: per(b.audio.jitterBufferDelay - a.audio.jitterBufferDelay, da),
 		audioJitterTargetMs: per(b.audio.jitterBufferTargetDelay - a.audio.jitterBufferTargetDelay, da),
+		audioJitterMinimumMs: per(b.audio.jitterBufferMinimumDelay - a.audio.jitterBufferMinimumDelay, da),
+		audioInsertedPct: pct(b.audio.insertedSamplesForDeceleration - a.audio.insertedSamplesForDeceleration, received),
+		audioRemovedPct: pct(b.audio.removedSamplesForAcceleration - a.audio.removedSamplesForAcceleration, received),
+		audioConcealedPct: pct(b.audio.concealedSamples - a.audio.concealedSamples, received),
 		audioPlayoutMs: per(b.playoutDelay - a.playoutDelay, b.playoutSamples - a.playoutSamples),
 	};
 }
@@ -194,8 +228,20 @@ interface ViewerOptions {
 	jitterBufferTargetMs?: number;
 }
 
-async function openOurs(browser: Browser, pageUrl: string, server: string, stream: string, opts: ViewerOptions = {}): Promise<PageRun> {
+/** Scripts a probe page needs before its own run: the bundled AudioWorklet. */
+interface ProbeScripts {
+	worklet: string;
+	product: string;
+}
+
+async function newPage(browser: Browser, scripts: ProbeScripts): Promise<Page> {
 	const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+	await page.addInitScript({ content: `window.probeWorkletSource = ${JSON.stringify(scripts.worklet)};` });
+	return page;
+}
+
+async function openOurs(browser: Browser, scripts: ProbeScripts, pageUrl: string, server: string, stream: string, opts: ViewerOptions = {}): Promise<PageRun> {
+	const page = await newPage(browser, scripts);
 	await page.goto(pageUrl);
 	await page.evaluate(
 		([s, n, o]) => {
@@ -207,8 +253,16 @@ async function openOurs(browser: Browser, pageUrl: string, server: string, strea
 	return { page, read: () => readProbe(page) };
 }
 
-async function openJanus(browser: Browser, pageUrl: string, janus: JanusAnchor): Promise<PageRun> {
-	const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+/** The product's own player page, as a viewer opens it; the probe listens beside it. */
+export async function openProduct(browser: Browser, scripts: ProbeScripts, server: string, stream: string): Promise<PageRun> {
+	const page = await newPage(browser, scripts);
+	await page.addInitScript({ content: scripts.product });
+	await page.goto(`${server}/watch/${encodeURIComponent(stream)}`);
+	return { page, read: () => readProbe(page) };
+}
+
+async function openJanus(browser: Browser, scripts: ProbeScripts, pageUrl: string, janus: JanusAnchor): Promise<PageRun> {
+	const page = await newPage(browser, scripts);
 	await page.goto(pageUrl);
 	await page.evaluate(([u, id]) => void (globalThis as unknown as ProbeWindow).startJanus?.(u, id), [janus.httpUrl, janus.mountpointId] as const);
 	return { page, read: () => readProbe(page) };
@@ -217,19 +271,29 @@ async function openJanus(browser: Browser, pageUrl: string, janus: JanusAnchor):
 function readProbe(page: Page): Promise<ProbeRead> {
 	return page.evaluate(() => {
 		const p = (globalThis as unknown as ProbeWindow).probe;
-		return { results: p?.results ?? null, joinedAt: p?.joinedAt ?? 0, error: p?.error ?? null, ...(p?.timeline ? { timeline: { ...p.timeline } } : {}) };
+		const a = p?.audio;
+		return {
+			results: p?.results ?? null,
+			joinedAt: p?.joinedAt ?? 0,
+			error: p?.error ?? a?.error ?? null,
+			audio: a ? [...a.samples] : null,
+			...(p?.timeline ? { timeline: { ...p.timeline } } : {}),
+		};
 	});
 }
 
 function row(
 	name: string,
-	ingest: LatencyRow['ingest'],
+	ingest: Ingest,
 	viewer: LatencyRow['viewer'],
+	page: LatencyRow['page'],
 	audio: boolean,
 	sessions: readonly Session[],
 	sent: readonly number[],
 ): LatencyRow {
 	const pooled: FrameSample[] = [];
+	const heard: AudioSample[] = [];
+	const offsets: number[] = [];
 	const sessionP50s: number[] = [];
 	const ttffs: number[] = [];
 	let lost = 0;
@@ -245,14 +309,23 @@ function row(
 		pooled.push(...samples);
 		sessionP50s.push(summarize(samples.map((s) => s.delayMs)).p50);
 		if (r.results?.firstFrameAt) ttffs.push(r.results.firstFrameAt - r.joinedAt);
+		if (audio && r.audio) {
+			const a = r.audio.filter((x) => x.markMs + x.delayMs >= since);
+			heard.push(...a);
+			offsets.push(...avOffsets(a, samples.map((s) => ({ captureMs: s.presentedAt - s.delayMs, delayMs: s.delayMs }))));
+		}
 	}
 	const receive = pooled.map((s) => s.receiveDelayMs).filter((v): v is number => v !== null);
 	return {
 		name,
 		ingest,
 		viewer,
+		page,
 		audio,
 		g2g: summarize(pooled.map((s) => s.delayMs)),
+		audioG2g: heard.length ? summarize(heard.map((a) => a.delayMs)) : null,
+		avOffset: offsets.length ? summarize(offsets) : null,
+		avAbsP95: offsets.length ? summarize(offsets.map((o) => Math.abs(o))).p95 : null,
 		sessionP50s,
 		receive: receive.length ? summarize(receive) : null,
 		framesShown: pooled.length,
@@ -267,52 +340,14 @@ function row(
 /** Field by field mean of the sessions' receiver delays, skipping the unknown. */
 function meanDelays(all: readonly (ReceiverDelays | null)[]): ReceiverDelays | null {
 	const known = all.filter((d): d is ReceiverDelays => d !== null);
-	if (!known.length) return null;
-	const mean = (k: keyof ReceiverDelays): number | null => {
+	const first = known[0];
+	if (!first) return null;
+	const out = { ...first };
+	for (const k of Object.keys(first) as (keyof ReceiverDelays)[]) {
 		const v = known.map((d) => d[k]).filter((x): x is number => x !== null);
-		return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
-	};
-	return {
-		videoJitterBufferMs: mean('videoJitterBufferMs'),
-		videoDecodeMs: mean('videoDecodeMs'),
-		audioJitterBufferMs: mean('audioJitterBufferMs'),
-		audioJitterTargetMs: mean('audioJitterTargetMs'),
-		audioPlayoutMs: mean('audioPlayoutMs'),
-	};
-}
-
-/** 1 + 2: RTMP ingest, Chromium then the Node viewer. */
-async function rtmpRuns(browser: Browser, oursPage: string): Promise<LatencyRow[]> {
-	const { server, url, hlsDir } = await startServer();
-	const stream = 'probe-rtmp';
-	const pub = ProbePublisher.create({ target: { kind: 'rtmp', url: `rtmp://127.0.0.1:${server.rtmp!.port}/live/${stream}` } });
-	const rows: LatencyRow[] = [];
-	try {
-		await waitLive(url, stream);
-		log(`RTMP ingest -> Chromium, ${SECONDS} s`);
-		const av = await measureSessions(() => openOurs(browser, oursPage, url, stream));
-		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', true, av, pub.sentSeqs));
-
-		// The same stream with the viewer taking only the video: how much of the
-		// delay above is the browser holding video back to keep lip sync with audio.
-		log(`RTMP ingest -> Chromium, video only, ${SECONDS} s`);
-		const vo = await measureSessions(() => openOurs(browser, oursPage, url, stream, { audio: false }));
-		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'chromium', false, vo, pub.sentSeqs));
-
-		log(`RTMP ingest -> Node viewer (werift + ffmpeg), ${Math.round(SECONDS / 2)} s`);
-		const node = await NodeProbeViewer.create({ server: url, stream, width: PROBE_DEFAULTS.width, height: PROBE_DEFAULTS.height });
-		await sleep(WARMUP_S * 1000);
-		const nodeSince = wallNow();
-		await sleep((SECONDS / 2) * 1000);
-		const nodeRead = { results: node.results, joinedAt: node.joinedAt, error: null };
-		rows.push(row('subsecond, RTMP ingest', 'rtmp', 'node', true, [{ read: nodeRead, since: nodeSince, receiver: null }], pub.sentSeqs));
-		await node.close();
-	} finally {
-		await pub.close();
-		await server.close();
-		fs.rmSync(hlsDir, { recursive: true, force: true });
+		out[k] = v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
 	}
-	return rows;
+	return out;
 }
 
 /** A bare mediasoup forward: the RTP produced straight onto a PlainTransport of the server. */
@@ -320,6 +355,7 @@ async function bareProducer(server: Server, stream: string): Promise<{ videoPort
 	const origin = await server.routers.origin(stream);
 	const vt = await origin.router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
 	const at = await origin.router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
+	const rtcp = { cname: 'subsecond-probe', reducedSize: true, mux: true };
 	const video = await vt.produce({
 		kind: 'video',
 		rtpParameters: {
@@ -333,6 +369,7 @@ async function bareProducer(server: Server, stream: string): Promise<{ videoPort
 				},
 			],
 			encodings: [{ ssrc: 3001 }],
+			rtcp,
 		},
 	});
 	const audio = await at.produce({
@@ -340,6 +377,7 @@ async function bareProducer(server: Server, stream: string): Promise<{ videoPort
 		rtpParameters: {
 			codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }],
 			encodings: [{ ssrc: 3002 }],
+			rtcp,
 		},
 	});
 	// The stream has to be live in the core for viewers to be told so.
@@ -356,20 +394,26 @@ async function bareProducer(server: Server, stream: string): Promise<{ videoPort
 	};
 }
 
-/** 3: one RTP feed to our RTP ingest, a bare mediasoup forward and Janus, each watched in turn. */
-async function rtpRuns(browser: Browser, oursPage: string, janusPage: string, RTP_AUDIO: boolean): Promise<LatencyRow[]> {
+/**
+ * Every path from one capture: RTMP into our server, and one RTP encode into
+ * our RTP ingest, a bare mediasoup forward (the floor) and Janus (the peer).
+ * Viewers watch one path at a time: two 720p30 decodes at once overload a
+ * 2-core machine's Chromium, and the figures would measure that instead.
+ */
+async function feedRuns(browser: Browser, scripts: ProbeScripts, oursPage: string, janusPage: string): Promise<LatencyRow[]> {
 	const { server, url, hlsDir } = await startServer();
 	const janus = JanusAnchor.available() ? await JanusAnchor.create() : null;
-	const stream = 'probe-rtp';
+	const rtmpStream = 'probe-rtmp';
+	const rtpStream = 'probe-rtp';
 	const bareStream = 'probe-bare';
-	const answer = (await (await fetch(`${url}/api/streams/${stream}/rtp`, { method: 'POST' })).json()) as {
+	const answer = (await (await fetch(`${url}/api/streams/${rtpStream}/rtp`, { method: 'POST' })).json()) as {
 		video: { ip: string; port: number; payloadType: number; ssrc: number };
 		audio: { ip: string; port: number; payloadType: number; ssrc: number };
 	};
 	const bare = await bareProducer(server, bareStream);
-	const outputs: Extract<ProbeTarget, { kind: 'rtp' }>['outputs'] = [
-		{ video: answer.video, audio: answer.audio },
-		{ video: { ip: '127.0.0.1', port: bare.videoPort, payloadType: 96, ssrc: 3001 }, audio: { ip: '127.0.0.1', port: bare.audioPort, payloadType: 111, ssrc: 3002 } },
+	const outputs: RtpOutput[] = [
+		{ video: answer.video, audio: answer.audio, senderReports: true },
+		{ video: { ip: '127.0.0.1', port: bare.videoPort, payloadType: 96, ssrc: 3001 }, audio: { ip: '127.0.0.1', port: bare.audioPort, payloadType: 111, ssrc: 3002 }, senderReports: true },
 	];
 	if (janus) {
 		outputs.push({
@@ -377,21 +421,52 @@ async function rtpRuns(browser: Browser, oursPage: string, janusPage: string, RT
 			audio: { ip: '127.0.0.1', port: janus.audioPort, payloadType: 111, ssrc: 4002 },
 		});
 	}
-	const pub = ProbePublisher.create({ target: { kind: 'rtp', outputs }, audio: RTP_AUDIO });
+	const pub = await ProbePublisher.create({
+		targets: [
+			{ kind: 'rtmp', url: `rtmp://127.0.0.1:${server.rtmp!.port}/live/${rtmpStream}` },
+			{ kind: 'rtp', outputs },
+		],
+	});
 	const rows: LatencyRow[] = [];
 	try {
-		await waitLive(url, stream);
-		// One viewer at a time: three 720p30 decodes at once overload a 2-core
-		// machine's Chromium, and the figures would measure that instead.
-		const targets: [string, LatencyRow['ingest'], () => Promise<PageRun>][] = [
-			['subsecond, plain RTP ingest', 'rtp', () => openOurs(browser, oursPage, url, stream)],
-			['bare mediasoup forward (floor)', 'bare', () => openOurs(browser, oursPage, url, bareStream)],
+		await waitLive(url, rtmpStream);
+		await waitLive(url, rtpStream);
+		type Plan = [string, Ingest, LatencyRow['page'], boolean, () => Promise<PageRun>];
+		const plan: Plan[] = [
+			['subsecond, RTMP ingest (AAC → Opus)', 'rtmp', 'product', true, () => openProduct(browser, scripts, url, rtmpStream)],
+			['subsecond, RTMP ingest (AAC → Opus)', 'rtmp', 'library', false, () => openOurs(browser, scripts, oursPage, url, rtmpStream, { audio: false })],
+			['subsecond, plain RTP ingest (Opus)', 'rtp', 'product', true, () => openProduct(browser, scripts, url, rtpStream)],
+			['bare mediasoup forward (floor)', 'bare', 'product', true, () => openProduct(browser, scripts, url, bareStream)],
+			['bare mediasoup forward (floor)', 'bare', 'library', false, () => openOurs(browser, scripts, oursPage, url, bareStream, { audio: false })],
 		];
-		if (janus) targets.push(['Janus 1.1.2 streaming plugin', 'janus', () => openJanus(browser, janusPage, janus)]);
-		for (const [name, ingest, open] of targets) {
-			log(`plain RTP feed (${RTP_AUDIO ? 'with audio' : 'video only'}) -> ${name} -> Chromium, ${SECONDS} s`);
+		if (janus) plan.push(['Janus 1.1.2 streaming plugin (peer)', 'janus', 'janus', true, () => openJanus(browser, scripts, janusPage, janus)]);
+		// --only-product: the product-page rows alone; --only-node: the Node viewer rows alone.
+		const onlyNode = args.includes('--only-node');
+		const only = onlyNode ? [] : args.includes('--only-product') ? plan.filter((p) => p[2] === 'product') : plan;
+		for (const [name, ingest, page, audio, open] of only) {
+			log(`${name} -> Chromium (${page} page${audio ? '' : ', video only'}), ${SECONDS} s`);
 			const m = await measureSessions(open);
-			rows.push(row(name, ingest, 'chromium', RTP_AUDIO, m, pub.sentSeqs));
+			rows.push(row(name, ingest, 'chromium', page, audio, m, pub.sentSeqs));
+			if (pub.error) throw pub.error;
+		}
+
+		if (!args.includes('--only-product')) {
+			// The Node viewer presents nothing: its figures are arrival (audio) and decode (video) times, no jitter buffer, no lip sync.
+			const nodeRows: [string, Ingest, string][] = [
+				['subsecond, RTMP ingest (AAC → Opus)', 'rtmp', rtmpStream],
+				['bare mediasoup forward (floor)', 'bare', bareStream],
+			];
+			if (onlyNode) nodeRows.splice(1, 0, ['subsecond, plain RTP ingest (Opus)', 'rtp', rtpStream]);
+			for (const [name, ingest, stream] of nodeRows) {
+				log(`${name} -> Node viewer (werift + ffmpeg), ${Math.round(SECONDS / 2)} s`);
+				const node = await NodeProbeViewer.create({ server: url, stream, width: PROBE_DEFAULTS.width, height: PROBE_DEFAULTS.height });
+				await sleep(WARMUP_S * 1000);
+				const nodeSince = wallNow();
+				await sleep((SECONDS / 2) * 1000);
+				const nodeRead: ProbeRead = { results: node.results, joinedAt: node.joinedAt, error: null, audio: node.audio };
+				rows.push(row(name, ingest, 'node', null, true, [{ read: nodeRead, since: nodeSince, receiver: null }], pub.sentSeqs));
+				await node.close();
+			}
 		}
 	} finally {
 		await pub.close();
@@ -412,14 +487,14 @@ export interface TtffResult {
 }
 
 /** 4: join -> first presented frame in Chromium, RTMP ingest, for a 1 s and a 4 s GOP. */
-async function ttffRuns(browser: Browser, oursPage: string): Promise<TtffResult[]> {
+async function ttffRuns(browser: Browser, scripts: ProbeScripts, oursPage: string): Promise<TtffResult[]> {
 	const out: TtffResult[] = [];
 	for (const gopSeconds of [1, 4]) {
 		const { server, url, hlsDir } = await startServer();
 		const stream = `probe-gop${gopSeconds}`;
-		const pub = ProbePublisher.create({
+		const pub = await ProbePublisher.create({
 			gopSeconds,
-			target: { kind: 'rtmp', url: `rtmp://127.0.0.1:${server.rtmp!.port}/live/${stream}` },
+			targets: [{ kind: 'rtmp', url: `rtmp://127.0.0.1:${server.rtmp!.port}/live/${stream}` }],
 		});
 		const joins: number[] = [];
 		const timelines: Record<string, number>[] = [];
@@ -428,7 +503,7 @@ async function ttffRuns(browser: Browser, oursPage: string): Promise<TtffResult[
 			await sleep(1500);
 			log(`time to first frame, ${gopSeconds} s GOP, ${JOINS} joins`);
 			for (let i = 0; i < JOINS; i++) {
-				const run = await openOurs(browser, oursPage, url, stream);
+				const run = await openOurs(browser, scripts, oursPage, url, stream);
 				const deadline = Date.now() + 15_000;
 				let ttff: number | null = null;
 				while (Date.now() < deadline && ttff === null) {
@@ -499,37 +574,40 @@ function markdown(rows: LatencyRow[], ttff: TtffResult[], hls: Awaited<ReturnTyp
 	lines.push(`Measured ${String(meta.date)} on ${String(meta.cpus)} cores (load average before: ${String(meta.loadBefore)}), ` +
 		`720p30 H.264 (libx264 veryfast zerolatency, ${PROBE_DEFAULTS.bitrateKbps} kbit/s, 1 s GOP) with audio, ${SECONDS} s per row (browser rows: ${SESSIONS} viewer sessions of ${f(SECONDS / SESSIONS)} s each, pooled).`);
 	lines.push('');
-	lines.push('**WebRTC glass to glass** (capture → presented frame, ms; "receive" is capture → last packet of the frame in the browser):');
+	lines.push('**WebRTC glass to glass** (ms). Video: capture → frame presented. Audio: capture → tone burst at the audio output. ' +
+		'A/V: audio delay minus the delay of the picture captured with it (positive: sound after picture). "receive": capture → last packet of the frame in the browser. ' +
+		'Page: "product" is /watch/NAME as shipped (muted autoplay, audio consumed, lip sync on); "library" is the viewer library on a bare page, video only.');
 	lines.push('');
-	lines.push('| path | viewer | viewer plays audio | p50 | p95 | p99 | min | p50 of each session | receive p50 | frames shown | lost | time to first frame |');
-	lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	lines.push('| path | viewer | page | audio | video p50 | video p95 | video p99 | audio p50 | audio p95 | A/V p50 | A/V p95 abs | video p50 per session | receive p50 | frames | lost | TTFF |');
+	lines.push('|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const r of rows) {
 		lines.push(
-			`| ${r.name} | ${r.viewer === 'chromium' ? 'Chromium' : 'Node (werift + ffmpeg)'} | ${r.audio ? 'yes' : 'no'} | ${f(r.g2g.p50)} | ${f(r.g2g.p95)} | ${f(r.g2g.p99)} | ${f(r.g2g.min)} | ${r.sessionP50s.map((v) => f(v)).join(' / ')} | ${f(r.receive?.p50)} | ${r.framesShown} | ${r.lost}/${r.lostOf} | ${f(r.ttffMs)} |`,
+			`| ${r.name} | ${r.viewer === 'chromium' ? 'Chromium' : 'Node (werift + ffmpeg)'} | ${r.page ?? '–'} | ${r.audio ? 'yes' : 'no'} | ${f(r.g2g.p50)} | ${f(r.g2g.p95)} | ${f(r.g2g.p99)} | ${f(r.audioG2g?.p50)} | ${f(r.audioG2g?.p95)} | ${f(r.avOffset?.p50)} | ${f(r.avAbsP95)} | ${r.sessionP50s.map((v) => f(v)).join(' / ')} | ${f(r.receive?.p50)} | ${r.framesShown} | ${r.lost}/${r.lostOf} | ${f(r.ttffMs)} |`,
 		);
 	}
 	const withReceiver = rows.filter((r) => r.receiver);
 	if (withReceiver.length) {
 		lines.push('');
-		lines.push('**Where a browser holds frames** (Chromium\'s getStats over the same windows, mean ms): the video jitter buffer and the decoder, and with audio, ' +
-			'NetEq\'s buffer, its target and the output device. They settle per session (hence the sessions above); with audio playing, Chromium\'s lip sync ' +
-			'raises the lower of the two paths to meet the other, so a slow decode or an audio buffer shows in both.');
+		lines.push('**Where a browser holds media** (Chromium\'s getStats over the same windows, mean ms per frame or sample): the video jitter buffer and decoder; ' +
+			'NetEq\'s buffer, its target (what the jitter it sees asks for) and its minimum (the floor lip sync or jitterBufferTarget set), the share of samples it ' +
+			'stretched, squeezed or concealed, and the output device. With audio playing, Chromium\'s lip sync raises the faster path to meet the slower.');
 		lines.push('');
-		lines.push('| path | viewer plays audio | video jitter buffer | video decode | audio jitter buffer | audio target | audio output |');
-		lines.push('|---|---|---:|---:|---:|---:|---:|');
+		lines.push('| path | page | audio | video jitter buffer | video decode | audio jitter buffer | audio target | audio minimum | inserted % | removed % | concealed % | audio output |');
+		lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 		for (const r of withReceiver) {
 			const d = r.receiver;
-			lines.push(`| ${r.name} | ${r.audio ? 'yes' : 'no'} | ${f(d?.videoJitterBufferMs)} | ${f(d?.videoDecodeMs)} | ${f(d?.audioJitterBufferMs)} | ${f(d?.audioJitterTargetMs)} | ${f(d?.audioPlayoutMs)} |`);
+			lines.push(`| ${r.name} | ${r.page ?? '–'} | ${r.audio ? 'yes' : 'no'} | ${f(d?.videoJitterBufferMs)} | ${f(d?.videoDecodeMs)} | ${f(d?.audioJitterBufferMs)} | ${f(d?.audioJitterTargetMs)} | ${f(d?.audioJitterMinimumMs)} | ${f(d?.audioInsertedPct, 1)} | ${f(d?.audioRemovedPct, 1)} | ${f(d?.audioConcealedPct, 1)} | ${f(d?.audioPlayoutMs)} |`);
 		}
 	}
-	for (const audio of [false, true]) {
-		const janus = rows.find((r) => r.ingest === 'janus' && r.audio === audio);
-		const rtp = rows.find((r) => r.ingest === 'rtp' && r.audio === audio);
-		const bare = rows.find((r) => r.ingest === 'bare' && r.audio === audio);
-		if (!janus || !rtp) continue;
+	const find = (ingest: Ingest): LatencyRow | undefined => rows.find((r) => r.ingest === ingest && r.audio && r.viewer === 'chromium');
+	const [rtmp, rtp, bare, janus] = [find('rtmp'), find('rtp'), find('bare'), find('janus')];
+	if (bare && (rtmp || rtp)) {
 		lines.push('');
-		lines.push(`Same RTP feed (${audio ? 'with audio' : 'video only'}): our plain RTP ingest's p50 is ${f(rtp.g2g.p50 / janus.g2g.p50, 2)}× Janus's and its p95 ${f(rtp.g2g.p95 / janus.g2g.p95, 2)}×.` +
-			(bare ? ` Against the bare mediasoup forward of the same packets, our ingest and bridge add ${f(rtp.g2g.p50 - bare.g2g.p50, 1)} ms at p50.` : ''));
+		lines.push('Against the floor (the same capture, Opus straight into mediasoup, same page), with audio: ' +
+			[rtmp ? `RTMP ingest adds ${f(rtmp.g2g.p50 - bare.g2g.p50)} ms video / ${f((rtmp.audioG2g?.p50 ?? NaN) - (bare.audioG2g?.p50 ?? NaN))} ms audio at p50` : null,
+				rtp ? `plain RTP ingest adds ${f(rtp.g2g.p50 - bare.g2g.p50)} ms video / ${f((rtp.audioG2g?.p50 ?? NaN) - (bare.audioG2g?.p50 ?? NaN))} ms audio` : null]
+				.filter(Boolean).join('; ') +
+			(janus ? `. Janus on the same RTP: video p50 ${f(janus.g2g.p50)} ms, audio p50 ${f(janus.audioG2g?.p50)} ms; our RTMP path is ${f((rtmp ?? rtp)!.g2g.p50 / janus.g2g.p50, 2)}× Janus's video p50.` : '.'));
 	}
 	lines.push('');
 	lines.push('**Time to first frame** (Chromium, RTMP ingest, `watch()` called → first frame presented, ms):');
@@ -607,19 +685,19 @@ async function main(): Promise<void> {
 	const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(' ');
 	const oursPage = await servePage(await bundle(path.join(import.meta.dirname, 'probe/browser/ours-page.ts')));
 	const janusPage = await servePage(await bundle(path.join(import.meta.dirname, 'probe/browser/janus-page.ts')));
+	const scripts: ProbeScripts = {
+		worklet: await bundle(path.join(import.meta.dirname, 'probe/browser/audio-worklet.ts')),
+		product: await bundle(path.join(import.meta.dirname, 'probe/browser/product-page.ts')),
+	};
 	const browser = await launchChromium();
 	const rows: LatencyRow[] = [];
 	let ttff: TtffResult[] = [];
 	let hls: Awaited<ReturnType<typeof hlsRuns>> = null;
 	try {
-		// --only-rtmp, --only-rtp and --only-ttff run one part, for working on it.
-		const only = args.includes('--only-rtmp') ? 'rtmp' : args.includes('--only-rtp') ? 'rtp' : args.includes('--only-ttff') ? 'ttff' : null;
-		if (!only || only === 'rtmp') rows.push(...(await rtmpRuns(browser, oursPage.url)));
-		if (!only || only === 'rtp') {
-			rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, false)));
-			if (!args.includes('--rtp-video-only')) rows.push(...(await rtpRuns(browser, oursPage.url, janusPage.url, true)));
-		}
-		if (!only || only === 'ttff') ttff = await ttffRuns(browser, oursPage.url);
+		// --only-feed and --only-ttff run one part, for working on it (--only-product: the product-page rows alone).
+		const only = args.includes('--only-feed') || args.includes('--only-product') || args.includes('--only-node') ? 'feed' : args.includes('--only-ttff') ? 'ttff' : null;
+		if (!only || only === 'feed') rows.push(...(await feedRuns(browser, scripts, oursPage.url, janusPage.url)));
+		if (!only || only === 'ttff') ttff = await ttffRuns(browser, scripts, oursPage.url);
 		if (!SKIP_HLS && !only) hls = await hlsRuns();
 		const meta = {
 			date: new Date().toISOString(),

@@ -1,8 +1,10 @@
 /**
  * The latency probe against any subsecond server, e.g. a production one:
- * publishes timecoded frames and watches them back, printing glass-to-glass
- * delay and time to first frame. Publisher and viewer run here, so only this
- * machine's clock is used.
+ * publishes timecoded frames with tone-marked audio from one capture clock
+ * and watches them back, printing video and audio glass-to-glass delay, the
+ * A/V offset and time to first frame. The Chromium viewer is the server's own
+ * player page (/watch/NAME) as a viewer opens it. Publisher and viewer run
+ * here, so only this machine's clock is used.
  *
  *   npm run probe -- --server http://HOST:8080 [--rtmp rtmp://HOST:1935/live] [--stream probe]
  *                    [--key SECRET] [--seconds 30] [--viewer node|chromium] [--gop 1] [--no-audio]
@@ -11,7 +13,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
-import { bundle, launchChromium, servePage } from './chromium.js';
+import { avOffsets } from './audio-marks.js';
+import type { AudioSample } from './audio-marks.js';
+import { bundle, launchChromium } from './chromium.js';
 import { NodeProbeViewer } from './node-viewer.js';
 import { PROBE_DEFAULTS, ProbePublisher } from './publisher.js';
 import type { ProbeTarget } from './publisher.js';
@@ -61,34 +65,37 @@ type ProbeTargetVideo = { ip: string; port: number; payloadType: number; ssrc: n
 
 async function main(): Promise<void> {
 	const { target: t, stop } = await target();
-	const pub = ProbePublisher.create({ target: t, gopSeconds, audio });
+	const pub = await ProbePublisher.create({ targets: [t], gopSeconds, audio });
 	console.error(`probe: publishing ${PROBE_DEFAULTS.width}x${PROBE_DEFAULTS.height}@${PROBE_DEFAULTS.fps} (${t.kind}) as ${stream}`);
 	let results: ProbeResults;
+	let heard: AudioSample[] = [];
 	let joinedAt: number;
 	let close: () => Promise<void>;
 	await sleep(1500);
 	if (viewerKind === 'node') {
 		const v = await NodeProbeViewer.create({ server, stream, width: PROBE_DEFAULTS.width, height: PROBE_DEFAULTS.height });
 		results = v.results;
+		heard = v.audio;
 		joinedAt = v.joinedAt;
 		close = () => v.close();
 	} else {
-		const page = await servePage(await bundle(path.join(import.meta.dirname, 'browser/ours-page.ts')));
+		const worklet = await bundle(path.join(import.meta.dirname, 'browser/audio-worklet.ts'));
+		const product = await bundle(path.join(import.meta.dirname, 'browser/product-page.ts'));
 		const browser = await launchChromium();
-		const p = await browser.newPage();
-		await p.goto(page.url);
-		await p.evaluate(([s, n]) => void (globalThis as unknown as { startOurs: (a: string, b: string) => Promise<void> }).startOurs(s, n), [server, stream] as const);
-		const live: { results: ProbeResults; joinedAt: number } = { results: { samples: [], unreadable: 0, firstFrameAt: null, width: 0, height: 0 }, joinedAt: 0 };
-		results = live.results;
+		const p = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+		await p.addInitScript({ content: `window.probeWorkletSource = ${JSON.stringify(worklet)};` });
+		await p.addInitScript({ content: product });
 		joinedAt = performance.timeOrigin + performance.now();
+		await p.goto(`${server}/watch/${encodeURIComponent(stream)}`);
+		const live: { results: ProbeResults } = { results: { samples: [], unreadable: 0, firstFrameAt: null, width: 0, height: 0 } };
+		results = live.results;
 		close = async () => {
-			const r = await p.evaluate(() => (globalThis as unknown as { probe?: { results: ProbeResults; joinedAt: number } }).probe);
-			if (r) {
-				Object.assign(live.results, r.results);
-				joinedAt = r.joinedAt;
-			}
+			type Probe = { results: ProbeResults | null; joinedAt: number; error: string | null; audio?: { samples: AudioSample[] } | null };
+			const r = await p.evaluate(() => (globalThis as unknown as { probe?: Probe }).probe);
+			if (r?.error) console.error(`probe: page error: ${r.error}`);
+			if (r?.results) Object.assign(live.results, r.results);
+			heard = r?.audio?.samples ?? [];
 			await browser.close();
-			await page.close();
 		};
 	}
 	const since = performance.timeOrigin + performance.now() + 3000;
@@ -98,10 +105,17 @@ async function main(): Promise<void> {
 	await stop();
 	const samples = results.samples.filter((s) => s.presentedAt >= since);
 	const g2g = summarize(samples.map((s) => s.delayMs));
+	const a = heard.filter((x) => x.markMs + x.delayMs >= since);
+	const ag2g = summarize(a.map((x) => x.delayMs));
+	const av = summarize(avOffsets(a, samples.map((s) => ({ captureMs: s.presentedAt - s.delayMs, delayMs: s.delayMs }))).map(Math.abs));
 	const { lost, of } = framesLost(pub.sentSeqs, samples.map((s) => s.seq));
 	const ttff = results.firstFrameAt ? results.firstFrameAt - joinedAt : null;
 	const f = (v: number): string => (Number.isFinite(v) ? v.toFixed(0) : '–');
-	console.log(`glass to glass (ms): p50 ${f(g2g.p50)}  p95 ${f(g2g.p95)}  p99 ${f(g2g.p99)}  min ${f(g2g.min)}  max ${f(g2g.max)}  (${g2g.n} frames)`);
+	console.log(`video glass to glass (ms): p50 ${f(g2g.p50)}  p95 ${f(g2g.p95)}  p99 ${f(g2g.p99)}  min ${f(g2g.min)}  max ${f(g2g.max)}  (${g2g.n} frames)`);
+	if (audio) {
+		console.log(`audio glass to glass (ms, ${viewerKind === 'node' ? 'received' : 'played out'}): p50 ${f(ag2g.p50)}  p95 ${f(ag2g.p95)}  (${ag2g.n} bursts)`);
+		console.log(`|A/V offset| (ms): p50 ${f(av.p50)}  p95 ${f(av.p95)}`);
+	}
 	console.log(`frames lost: ${lost} of ${of}; unreadable: ${results.unreadable}; time to first frame: ${ttff === null ? '–' : `${f(ttff)} ms`}`);
 	console.log(`publisher: ${pub.stats.frames} frames encoded, ${pub.stats.skipped} skipped (encoder behind)`);
 }

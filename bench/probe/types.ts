@@ -22,7 +22,16 @@ export interface ProbeResults {
 /** Cumulative receiver counters from getStats() (seconds, as the stats spec gives them). */
 export interface RtcCounters {
 	video: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number; totalDecodeTime: number; framesDecoded: number };
-	audio: { jitterBufferDelay: number; jitterBufferTargetDelay: number; jitterBufferEmittedCount: number; totalDecodeTime: number; framesDecoded: number };
+	audio: {
+		jitterBufferDelay: number;
+		jitterBufferTargetDelay: number;
+		jitterBufferMinimumDelay: number;
+		jitterBufferEmittedCount: number;
+		totalSamplesReceived: number;
+		concealedSamples: number;
+		insertedSamplesForDeceleration: number;
+		removedSamplesForAcceleration: number;
+	};
 	/** media-playout: time audio samples spent in the output device's buffer, and how many. */
 	playoutDelay: number;
 	playoutSamples: number;

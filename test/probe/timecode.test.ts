@@ -48,7 +48,7 @@ describe('latency probe timecode', () => {
 			bg.fill(luma, n);
 			drawTimecode(luma, width, height, { timeMs: base + n * 33, seq: n });
 		}
-		const h264 = await run([...probeEncoderArgs({ ...PROBE_DEFAULTS, audio: false }), '-f', 'h264', 'pipe:1'], raw);
+		const h264 = await run([...probeEncoderArgs(PROBE_DEFAULTS), '-f', 'h264', 'pipe:1'], raw);
 		// Roughly the configured bitrate: the background makes the encoder work.
 		const kbps = (h264.length * 8) / 1000 / (frames / fps);
 		expect(kbps).toBeGreaterThan(PROBE_DEFAULTS.bitrateKbps * 0.3);

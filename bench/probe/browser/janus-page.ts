@@ -2,6 +2,7 @@
 // API (no janus.js needed) and reads the probe's timecode from its frames.
 import './globals.js';
 import './rtc-stats.js';
+import { readAudio } from './audio-reader.js';
 import { readFrames } from './reader.js';
 
 interface JanusReply {
@@ -55,6 +56,7 @@ window.startJanus = async (base: string, mountpoint: number): Promise<void> => {
 			for (;;) await fetch(`${base}/${session}?maxev=5&rid=${Date.now()}`).catch(() => undefined);
 		})();
 		window.probe.results = readFrames(video);
+		window.probe.audio = await readAudio(stream);
 		await video.play().catch(() => undefined);
 	} catch (err) {
 		window.probe.error = String(err);

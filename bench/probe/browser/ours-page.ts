@@ -3,6 +3,7 @@
 import './globals.js';
 import './rtc-stats.js';
 import { watch } from '../../../client/web/lib/index.js';
+import { readAudio } from './audio-reader.js';
 import { readFrames } from './reader.js';
 
 window.startOurs = async (server: string, stream: string): Promise<void> => {
@@ -16,6 +17,7 @@ window.startOurs = async (server: string, stream: string): Promise<void> => {
 		window.probe.results = readFrames(video);
 		window.probe.timeline = viewer.timeline;
 		await viewer.attach(video);
+		if (extra.audio !== false) window.probe.audio = await readAudio(viewer.media);
 	} catch (err) {
 		window.probe.error = String(err);
 	}
