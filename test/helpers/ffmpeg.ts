@@ -105,3 +105,16 @@ export async function ffprobe(target: string, extra: string[] = []): Promise<{
 	if (code !== 0) throw new Error(`ffprobe ${target} failed: ${err}`);
 	return JSON.parse(out) as Awaited<ReturnType<typeof ffprobe>>;
 }
+
+/** Runs ffmpeg once on `input` (stdin) and resolves with what it wrote to stdout. */
+export function ffmpegFilter(args: string[], input: Buffer): Promise<Buffer> {
+	return new Promise((resolve, reject) => {
+		const child = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+		const out: Buffer[] = [];
+		let err = '';
+		child.stdout.on('data', (d: Buffer) => out.push(d));
+		child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+		child.once('exit', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`ffmpeg failed: ${err}`))));
+		child.stdin.end(input);
+	});
+}

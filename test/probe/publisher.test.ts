@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MARK_PERIOD_MS, MarkDetector, fillMarkPcm, markCaptureTime } from '../../bench/probe/audio-marks.js';
 import { ProbePublisher } from '../../bench/probe/publisher.js';
@@ -8,19 +7,9 @@ import type { AudioConfig } from '../../server/core/codecs/audio.js';
 import { toAnnexB } from '../../server/core/codecs/h264.js';
 import type { AudioFrame, VideoConfig, VideoFrame } from '../../server/core/media.js';
 import type { Server } from '../../server/server.js';
+import { ffmpegFilter } from '../helpers/ffmpeg.js';
 import { startTestServer } from '../helpers/server.js';
 
-function ffmpeg(args: string[], input: Buffer): Promise<Buffer> {
-	return new Promise((resolve, reject) => {
-		const child = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-		const out: Buffer[] = [];
-		let err = '';
-		child.stdout.on('data', (d: Buffer) => out.push(d));
-		child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-		child.once('exit', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`ffmpeg failed: ${err}`))));
-		child.stdin.end(input);
-	});
-}
 
 function pcmMono(s16: Buffer): Float32Array {
 	const out = new Float32Array(s16.length / 2);
@@ -97,7 +86,7 @@ describe('probe publisher stamps both tracks from one capture clock', () => {
 		const params: VideoConfig | null = videoConfig;
 		if (!params) throw new Error('no video configuration');
 		const annexB = Buffer.concat([toAnnexB([...params.sps, ...params.pps]), ...video.map((f) => toAnnexB(f.nalus))]);
-		const gray = await ffmpeg(['-f', 'h264', '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], annexB);
+		const gray = await ffmpegFilter(['-f', 'h264', '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], annexB);
 		const size = width * height;
 		expect(gray.length).toBe(size * video.length);
 		const errors: number[] = [];
@@ -116,7 +105,7 @@ describe('probe publisher stamps both tracks from one capture clock', () => {
 		const first = audio[0] as AudioFrame;
 		// The frames as an FLV file; ffmpeg decodes them in order, one sample stream.
 		const flv = Buffer.concat([flvHeader(false, true), aacSequenceHeaderTag(0, cfg.asc), ...audio.map((f) => aacFrameTag(f.pts - first.pts, f.data))]);
-		const pcm = pcmMono(await ffmpeg(['-f', 'flv', '-i', 'pipe:0', '-f', 's16le', '-ac', '1', '-ar', '48000', 'pipe:1'], flv));
+		const pcm = pcmMono(await ffmpegFilter(['-f', 'flv', '-i', 'pipe:0', '-f', 's16le', '-ac', '1', '-ar', '48000', 'pipe:1'], flv));
 		// Whole-ms RTMP stamps of 21.33 ms frames: the stream must be continuous for the count to hold.
 		for (let i = 1; i < audio.length; i++) expect(Math.abs((audio[i] as AudioFrame).pts - (audio[i - 1] as AudioFrame).pts - 1024 / 48)).toBeLessThan(1.5);
 		const onsets = new MarkDetector(48000).push(pcm);

@@ -1,19 +1,8 @@
-import { spawn } from 'node:child_process';
+import { ffmpegFilter } from '../helpers/ffmpeg.js';
 import { describe, expect, it } from 'vitest';
 import { PROBE_DEFAULTS, probeEncoderArgs } from '../../bench/probe/publisher.js';
 import { Background, CODE_BITS, decodeBits, drawTimecode, encodeBits, readTimecodeFromLuma } from '../../bench/probe/timecode.js';
 
-function run(args: string[], input: Buffer): Promise<Buffer> {
-	return new Promise((resolve, reject) => {
-		const child = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-		const out: Buffer[] = [];
-		let err = '';
-		child.stdout.on('data', (d: Buffer) => out.push(d));
-		child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-		child.once('exit', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`ffmpeg failed: ${err}`))));
-		child.stdin.end(input);
-	});
-}
 
 describe('latency probe timecode', () => {
 	it('encodes and decodes bits with a CRC that catches flips', () => {
@@ -48,11 +37,11 @@ describe('latency probe timecode', () => {
 			bg.fill(luma, n);
 			drawTimecode(luma, width, height, { timeMs: base + n * 33, seq: n });
 		}
-		const h264 = await run([...probeEncoderArgs(PROBE_DEFAULTS), '-f', 'h264', 'pipe:1'], raw);
+		const h264 = await ffmpegFilter([...probeEncoderArgs(PROBE_DEFAULTS), '-f', 'h264', 'pipe:1'], raw);
 		// Roughly the configured bitrate: the background makes the encoder work.
 		const kbps = (h264.length * 8) / 1000 / (frames / fps);
 		expect(kbps).toBeGreaterThan(PROBE_DEFAULTS.bitrateKbps * 0.3);
-		const gray = await run(['-f', 'h264', '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], h264);
+		const gray = await ffmpegFilter(['-f', 'h264', '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], h264);
 		expect(gray.length).toBe(ySize * frames);
 		for (let n = 0; n < frames; n++) {
 			const code = readTimecodeFromLuma(gray.subarray(n * ySize, (n + 1) * ySize), width, height, base);
